@@ -1,0 +1,48 @@
+export {
+  CloseCode,
+  ErrorCode,
+  MAX_CLOSE_REASON_BYTES,
+  SHED_LOAD_MIN_DELAY_MS,
+  closeAction,
+  isTemporaryError,
+} from "./codes.js";
+export type { CloseAction } from "./codes.js";
+export {
+  MAX_CHANNEL_LENGTH,
+  isValidChannel,
+  isValidIdempotencyKey,
+  matchesPattern,
+  namespaceOf,
+} from "./channel.js";
+export { ProtocolError, decodeRequest, isPosition } from "./decode.js";
+export { PROTOCOL_VERSION, SUBPROTOCOL } from "./messages.js";
+export type {
+  ConnectLimits,
+  ConnectRequest,
+  ConnectResult,
+  ErrorReply,
+  HistoryRequest,
+  HistoryResult,
+  JoinPush,
+  Json,
+  LeavePush,
+  MessagePush,
+  OkReply,
+  PingRequest,
+  Position,
+  PresenceMember,
+  PresenceRequest,
+  PresenceResult,
+  PublishRequest,
+  PublishResult,
+  Publisher,
+  ReconnectPush,
+  RefreshRequest,
+  Request,
+  RequestType,
+  ServerMessage,
+  SubscribeRequest,
+  SubscribeResult,
+  UnsubscribeRequest,
+  UnsubscribedPush,
+} from "./messages.js";
