@@ -40,7 +40,9 @@ const VALIDATORS: Record<RequestType, Validator> = {
   unsubscribe: (f, id) => channel(f, id),
   publish: (f, id) =>
     channel(f, id) ??
-    (f.data === undefined ? invalid(id, "data", "any JSON value") : undefined) ??
+    (f.data === undefined
+      ? invalid(id, "data", "any JSON value")
+      : undefined) ??
     optional(f, id, "key", isValidIdempotencyKey, "1-64 of A-Za-z0-9_-"),
   presence: (f, id) => channel(f, id),
   history: (f, id) =>

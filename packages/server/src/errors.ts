@@ -1,8 +1,6 @@
 /** Stable codes of the errors the server package throws. */
 export type SwitchboardErrorCode =
-  | "SB_ERR_CONFIG"
-  | "SB_ERR_INSECURE"
-  | "SB_ERR_CLOSED";
+  "SB_ERR_CONFIG" | "SB_ERR_INSECURE" | "SB_ERR_CLOSED";
 
 /** Base class of the server's errors: each carries a stable `code`. */
 export class SwitchboardError extends Error {

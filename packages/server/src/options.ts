@@ -116,12 +116,7 @@ export interface NodeOptions {
 
 /** How a CLI reads an option's value. */
 export type OptionKind =
-  | "integer"
-  | "duration"
-  | "bytes"
-  | "string"
-  | "boolean"
-  | "list";
+  "integer" | "duration" | "bytes" | "string" | "boolean" | "list";
 
 /** One configurable option, as the CLI, environment and config file see it. */
 export interface OptionSpec {
@@ -280,15 +275,32 @@ const RESERVED_FILES = 1024;
 /** Used when the open-file limit cannot be read (not Linux). */
 const FALLBACK_MAX_CONNECTIONS = 10_000;
 
+/** Options that have a fixed default. */
+type DefaultedOptions = Required<
+  Omit<
+    NodeOptions,
+    | "apiKey"
+    | "tokenSecret"
+    | "tokenPublicKey"
+    | "jwksUrl"
+    | "tokenAudience"
+    | "tokenIssuer"
+    | "nodeId"
+    | "maxConnections"
+    | "namespaces"
+    | "logger"
+  >
+>;
+
 /** Defaults of every option but `maxConnections`, which is derived. */
-export const DEFAULTS = {
+export const DEFAULTS: Readonly<DefaultedOptions> = {
   port: 8080,
   host: "127.0.0.1",
   path: "/ws",
   insecure: false,
   engine: "memory",
-  allowedOrigins: [] as string[],
-  trustProxy: [] as string[],
+  allowedOrigins: [],
+  trustProxy: [],
   maxConnectionsPerIp: 0,
   heartbeat: 25_000,
   pongTimeout: 10_000,
@@ -314,24 +326,23 @@ export const DEFAULTS = {
   drainDelay: 5000,
   drainWindow: 10_000,
   drainTimeout: 20_000,
-} as const;
+};
 
 /** Namespace options with every field decided. */
 export type ResolvedNamespace = Required<NamespaceOptions>;
 
 /** Node options after defaults and checks. */
-export interface ResolvedOptions
-  extends Omit<
-    Required<NodeOptions>,
-    | "apiKey"
-    | "tokenSecret"
-    | "tokenPublicKey"
-    | "jwksUrl"
-    | "tokenAudience"
-    | "tokenIssuer"
-    | "nodeId"
-    | "namespaces"
-  > {
+export interface ResolvedOptions extends Omit<
+  Required<NodeOptions>,
+  | "apiKey"
+  | "tokenSecret"
+  | "tokenPublicKey"
+  | "jwksUrl"
+  | "tokenAudience"
+  | "tokenIssuer"
+  | "nodeId"
+  | "namespaces"
+> {
   apiKey: string | undefined;
   tokenSecret: string | undefined;
   tokenPublicKey: string | undefined;
@@ -351,11 +362,7 @@ export interface ResolvedOptions
  */
 export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   const merged = { ...DEFAULTS, ...withoutUndefined(options) };
-  const open = !(
-    merged.tokenSecret ||
-    merged.tokenPublicKey ||
-    merged.jwksUrl
-  );
+  const open = !(merged.tokenSecret || merged.tokenPublicKey || merged.jwksUrl);
 
   for (const spec of OPTION_SPECS) {
     checkValue(spec, merged[spec.name]);
@@ -369,7 +376,11 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   if (merged.frameLimit < merged.maxMessageSize) {
     throw new ConfigError("frameLimit must be at least maxMessageSize");
   }
-  const keySources = [merged.tokenSecret, merged.tokenPublicKey, merged.jwksUrl];
+  const keySources = [
+    merged.tokenSecret,
+    merged.tokenPublicKey,
+    merged.jwksUrl,
+  ];
   if (keySources.filter(Boolean).length > 1) {
     throw new ConfigError(
       "set only one of tokenSecret, tokenPublicKey and jwksUrl",
@@ -402,7 +413,7 @@ export function namespaceOptions(
 }
 
 function resolveNamespaces(
-  merged: typeof DEFAULTS & NodeOptions,
+  merged: NodeOptions & DefaultedOptions,
   open: boolean,
 ): Map<string, ResolvedNamespace> {
   const base: ResolvedNamespace = {

@@ -1,0 +1,152 @@
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+
+import { CloseCode, matchesPattern } from "@switchboard/protocol";
+import {
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from "jose";
+
+import type { ResolvedNamespace, ResolvedOptions } from "./options.js";
+
+/** Clock skew tolerated on `exp` and `nbf`, in seconds. */
+const CLOCK_TOLERANCE_S = 5;
+
+/** Channel patterns a token grants, from its `sb` claim. */
+export interface Grants {
+  readonly subscribe: readonly string[];
+  readonly publish: readonly string[];
+}
+
+/** Who a connection is, from its token or its absence. */
+export interface Identity {
+  /** The token's `sub`; undefined for an anonymous connection. */
+  readonly user: string | undefined;
+  readonly grants: Grants;
+  /** When the token expires, ms since the epoch. */
+  readonly expiresAt: number | undefined;
+}
+
+/** An identity with no token: only what namespaces allow anonymously. */
+export const ANONYMOUS: Identity = {
+  user: undefined,
+  grants: { subscribe: [], publish: [] },
+  expiresAt: undefined,
+};
+
+/** A token was refused; `closeCode` is 4401 or 4419 (expired). */
+export class TokenError extends Error {
+  override readonly name = "TokenError";
+
+  constructor(
+    readonly closeCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Verifies connection tokens: HS256, RS256/ES256 with a key, or JWKS. */
+export class TokenVerifier {
+  private readonly key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
+  private readonly algorithms: string[];
+
+  constructor(private readonly options: ResolvedOptions) {
+    if (options.tokenSecret !== undefined) {
+      this.key = new TextEncoder().encode(options.tokenSecret);
+      this.algorithms = ["HS256"];
+    } else if (options.tokenPublicKey !== undefined) {
+      const key = createPublicKey(options.tokenPublicKey);
+      this.key = key;
+      this.algorithms = key.asymmetricKeyType === "ec" ? ["ES256"] : ["RS256"];
+    } else if (options.jwksUrl !== undefined) {
+      this.key = createRemoteJWKSet(new URL(options.jwksUrl));
+      this.algorithms = ["RS256", "ES256"];
+    } else {
+      this.algorithms = [];
+    }
+  }
+
+  /** Verifies `token`; throws a `TokenError` when it is refused. */
+  async verify(token: string): Promise<Identity> {
+    if (this.key === undefined) {
+      throw new TokenError(
+        CloseCode.Unauthorized,
+        "tokens are not accepted: the node runs in open mode",
+      );
+    }
+    let payload: JWTPayload;
+    try {
+      const verified = await jwtVerify(token, this.key as Uint8Array, {
+        algorithms: this.algorithms,
+        audience: this.options.tokenAudience,
+        issuer: this.options.tokenIssuer,
+        clockTolerance: CLOCK_TOLERANCE_S,
+        requiredClaims: ["sub", "exp"],
+      });
+      payload = verified.payload;
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) {
+        throw new TokenError(CloseCode.TokenExpired, "token expired");
+      }
+      throw new TokenError(CloseCode.Unauthorized, "invalid token");
+    }
+    return {
+      user: payload.sub,
+      grants: readGrants(payload.sb),
+      expiresAt: (payload.exp ?? 0) * 1000,
+    };
+  }
+}
+
+function readGrants(claim: unknown): Grants {
+  const sb = (typeof claim === "object" && claim) || {};
+  return {
+    subscribe: patterns((sb as Record<string, unknown>).subscribe),
+    publish: patterns((sb as Record<string, unknown>).publish),
+  };
+}
+
+function patterns(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter((p): p is string => typeof p === "string");
+}
+
+function granted(patterns: readonly string[], channel: string): boolean {
+  return patterns.some((pattern) => matchesPattern(pattern, channel));
+}
+
+/** Whether `identity` may subscribe to (and read) `channel`. */
+export function canSubscribe(
+  identity: Identity,
+  namespace: ResolvedNamespace,
+  channel: string,
+): boolean {
+  return (
+    namespace.anonymousSubscribe || granted(identity.grants.subscribe, channel)
+  );
+}
+
+/** Whether `identity` may publish on `channel` from a connection. */
+export function canPublish(
+  identity: Identity,
+  namespace: ResolvedNamespace,
+  channel: string,
+): boolean {
+  return (
+    namespace.clientPublish &&
+    (namespace.anonymousPublish || granted(identity.grants.publish, channel))
+  );
+}
+
+/**
+ * The presence key of a connection: its user, or for an anonymous one a
+ * hash of its session, so a session id is never shown to other clients.
+ */
+export function userKey(identity: Identity, session: string): string {
+  if (identity.user !== undefined) return identity.user;
+  const digest = createHash("sha256").update(session).digest("base64url");
+  return `anon:${digest.slice(0, 16)}`;
+}

@@ -1,0 +1,610 @@
+import { randomBytes } from "node:crypto";
+
+import {
+  CloseCode,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  decodeRequest,
+  namespaceOf,
+  type ConnectRequest,
+  type HistoryRequest,
+  type PresenceRequest,
+  type PublishRequest,
+  type RefreshRequest,
+  type Request,
+  type SubscribeRequest,
+  type UnsubscribeRequest,
+} from "@switchboard/protocol";
+import type { WebSocket } from "ws";
+
+import {
+  ANONYMOUS,
+  TokenError,
+  canPublish,
+  canSubscribe,
+  userKey,
+  type Identity,
+} from "./auth.js";
+import type { LocalSubscription, Subscriber } from "./channel-hub.js";
+import type { PresenceEntry, ReadOutcome } from "./engine.js";
+import type { NodeContext } from "./node-context.js";
+import { namespaceOptions, type ResolvedNamespace } from "./options.js";
+import { RateLimiter } from "./rate-limit.js";
+import { RequestError } from "./request-error.js";
+import { recover } from "./recovery.js";
+import { closeReason, errorFrame, okFrame, publicationsJson } from "./wire.js";
+
+/** A socket that does not leave after its close frame is cut, ms. */
+const CLOSE_GRACE_MS = 5_000;
+
+/** setTimeout's largest delay; longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Where a connection is in its life. */
+type Phase = "new" | "connecting" | "connected" | "closing";
+
+interface Subscription extends LocalSubscription {
+  readonly presence: PresenceEntry | undefined;
+}
+
+/** One client's WebSocket: its identity, requests and subscriptions. */
+export class Connection implements Subscriber {
+  /** Server-chosen id, shown to others as `client`. */
+  readonly id = randomBytes(9).toString("base64url");
+  identity: Identity = ANONYMOUS;
+  session = "";
+  user = "";
+  /** When the last ping went out without a pong yet; 0 when none. */
+  pingSentAt = 0;
+  lastPingAt = Date.now();
+
+  private phase: Phase = "new";
+  private queued: Request[] = [];
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly limiter: RateLimiter;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly node: NodeContext,
+    readonly address: string,
+  ) {
+    const { options } = node;
+    this.limiter = new RateLimiter(
+      options.publishRate,
+      options.publishBurst,
+      options.rateViolationWindow,
+    );
+    this.connectTimer = setTimeout(
+      () => this.close(CloseCode.ConnectTimeout, "no connect in time"),
+      options.connectTimeout,
+    );
+
+    ws.on("message", (data: Buffer, isBinary) => this.receive(data, isBinary));
+    ws.on("pong", () => (this.pingSentAt = 0));
+    ws.on("error", (error) => {
+      node.logger.debug(
+        { connId: this.id, err: error.message },
+        "websocket error",
+      );
+    });
+    ws.on("close", (code) => this.closed(code));
+  }
+
+  /** Unsent bytes queued for this socket. */
+  get buffered(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Whether `connect` has succeeded and the socket is not closing. */
+  get connected(): boolean {
+    return this.phase === "connected";
+  }
+
+  send(frame: Buffer | string): void {
+    if (this.phase === "closing") return;
+    this.ws.send(frame);
+    if (this.ws.bufferedAmount > this.node.options.outboundBufferLimit) {
+      this.node.metrics.slowConsumers.inc();
+      this.close(CloseCode.SlowConsumer, "slow consumer");
+    }
+  }
+
+  /** Sends a WebSocket ping for the heartbeat. */
+  ping(now: number): void {
+    this.pingSentAt = now;
+    this.lastPingAt = now;
+    this.ws.ping();
+  }
+
+  /**
+   * Closes with `code`; the socket is cut if it has not left within
+   * CLOSE_GRACE_MS. The server never closes with 1000.
+   */
+  close(code: number, reason: string): void {
+    if (this.phase === "closing") return;
+    this.phase = "closing";
+    this.node.logger.debug({ connId: this.id, code, reason }, "closing");
+    this.ws.close(code, closeReason(reason));
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  /** Drops the socket at once, without a close frame. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  /** Ends one subscription from the server side. */
+  endSubscription(
+    channel: string,
+    code: string,
+    reason: string,
+    resubscribe: boolean,
+  ): boolean {
+    if (!this.dropSubscription(channel)) return false;
+    this.send(
+      JSON.stringify({
+        type: "unsubscribed",
+        channel,
+        code,
+        reason,
+        resubscribe,
+      }),
+    );
+    return true;
+  }
+
+  private receive(data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      this.close(CloseCode.UnsupportedData, "binary frames are not accepted");
+      return;
+    }
+    const request = decodeRequest(data.toString());
+    if (request instanceof ProtocolError) {
+      this.node.logger.debug(
+        { connId: this.id, err: request.message },
+        "bad frame",
+      );
+      if (request.closeCode !== undefined) {
+        this.close(request.closeCode, request.message);
+      } else {
+        this.send(errorFrame(request.id, request.code, request.message));
+      }
+      return;
+    }
+
+    switch (this.phase) {
+      case "new":
+        if (request.type !== "connect") {
+          this.close(CloseCode.BadRequest, "the first request must be connect");
+          return;
+        }
+        this.phase = "connecting";
+        void this.run(request, () => this.connect(request));
+        return;
+      case "connecting":
+        this.queued.push(request);
+        return;
+      case "connected":
+        this.dispatch(request);
+        return;
+      case "closing":
+        return;
+    }
+  }
+
+  private dispatch(request: Request): void {
+    switch (request.type) {
+      case "connect":
+        this.fail(request.id, ErrorCode.BadRequest, "already connected");
+        return;
+      case "subscribe":
+        void this.subscribe(request);
+        return;
+      case "unsubscribe":
+        void this.run(request, () => this.unsubscribe(request));
+        return;
+      case "publish":
+        void this.run(request, () => this.publish(request));
+        return;
+      case "presence":
+        void this.run(request, () => this.presence(request));
+        return;
+      case "history":
+        void this.run(request, () => this.history(request));
+        return;
+      case "ping":
+        this.send(okFrame(request.id));
+        return;
+      case "refresh":
+        void this.run(request, () => this.refresh(request));
+        return;
+    }
+  }
+
+  /** Runs a handler and answers its request with `ok` or `error`. */
+  private async run(
+    request: Request,
+    handler: () => Promise<string | undefined>,
+  ): Promise<void> {
+    try {
+      const result = await handler();
+      this.send(okFrame(request.id, result));
+    } catch (error) {
+      this.reject(request, error);
+    }
+  }
+
+  /** Answers a request that failed: an error reply, or a close. */
+  private reject(request: Request, error: unknown): void {
+    if (error instanceof RequestError) {
+      this.fail(request.id, error.code, error.message, error.retryAfter);
+      return;
+    }
+    if (error instanceof TokenError) {
+      this.close(error.closeCode, error.message);
+      return;
+    }
+    this.node.logger.error(
+      { connId: this.id, type: request.type, err: String(error) },
+      "request failed",
+    );
+    this.fail(request.id, ErrorCode.Internal, "internal error");
+  }
+
+  private fail(
+    id: number,
+    code: ErrorCode,
+    message: string,
+    retryAfter?: number,
+  ): void {
+    this.send(errorFrame(id, code, message, retryAfter));
+  }
+
+  private async connect(request: ConnectRequest): Promise<string> {
+    const { options, verifier } = this.node;
+    this.identity =
+      request.token !== undefined && !options.open
+        ? await verifier.verify(request.token)
+        : ANONYMOUS;
+    if (this.phase !== "connecting") {
+      throw new RequestError(ErrorCode.Unavailable, "connection closed");
+    }
+
+    this.session = request.session ?? randomBytes(12).toString("base64url");
+    this.user = userKey(this.identity, this.session);
+    clearTimeout(this.connectTimer);
+    this.armExpiry();
+    this.phase = "connected";
+    queueMicrotask(() => this.flushQueued());
+
+    return JSON.stringify({
+      client: this.id,
+      node: options.nodeId,
+      session: this.session,
+      protocol: PROTOCOL_VERSION,
+      server: this.node.version,
+      heartbeat: options.heartbeat,
+      pongTimeout: options.pongTimeout,
+      expiresIn: this.expiresIn(),
+      limits: {
+        maxMessageSize: options.maxMessageSize,
+        maxSubscriptions: options.maxSubscriptions,
+        idempotencyWindow: options.idempotencyWindow,
+        recoveryMaxPublications: options.recoveryMaxPublications,
+        historyMaxLimit: options.historyMaxLimit,
+      },
+    });
+  }
+
+  /** Requests that arrived before `connect` was answered, in order. */
+  private flushQueued(): void {
+    const queued = this.queued;
+    this.queued = [];
+    for (const request of queued) this.dispatch(request);
+  }
+
+  /**
+   * Subscribes in the steps of DESIGN.md's Guarantees. The reply goes out
+   * before any message of the channel, then held messages, then live ones.
+   */
+  private async subscribe(request: SubscribeRequest): Promise<void> {
+    const subscription = this.openSubscription(request);
+    if (subscription instanceof RequestError) {
+      this.reject(request, subscription);
+      return;
+    }
+    let result: string;
+    try {
+      result = await this.prepareSubscription(request, subscription);
+    } catch (error) {
+      if (this.subscriptions.get(request.channel) === subscription) {
+        this.dropSubscription(request.channel);
+      }
+      this.reject(request, error);
+      return;
+    }
+    this.send(okFrame(request.id, result));
+    this.goLive(subscription);
+  }
+
+  /** Step 1: checks the request and starts holding live messages. */
+  private openSubscription(
+    request: SubscribeRequest,
+  ): Subscription | RequestError {
+    const { channel } = request;
+    const { options } = this.node;
+    if (this.subscriptions.has(channel)) {
+      return new RequestError(ErrorCode.BadRequest, "already subscribed");
+    }
+    if (this.subscriptions.size >= options.maxSubscriptions) {
+      return new RequestError(
+        ErrorCode.LimitExceeded,
+        `at most ${options.maxSubscriptions} subscriptions per connection`,
+      );
+    }
+    const namespace = this.namespace(channel);
+    if (!canSubscribe(this.identity, namespace, channel)) {
+      return new RequestError(ErrorCode.Forbidden, "subscribe not granted");
+    }
+
+    const subscription: Subscription = {
+      buffer: [],
+      epoch: "",
+      offset: 0,
+      joinLeave: request.presence === true && namespace.joinLeave,
+      presence: namespace.presence
+        ? { channel, client: this.id, user: this.user }
+        : undefined,
+    };
+    this.subscriptions.set(channel, subscription);
+    this.node.watch(channel, this, subscription);
+    return subscription;
+  }
+
+  /**
+   * Steps 2-4: the node's subscription is confirmed, one read gives the
+   * position and what was missed, and the reply is built from them.
+   */
+  private async prepareSubscription(
+    request: SubscribeRequest,
+    subscription: Subscription,
+  ): Promise<string> {
+    const { channel, since } = request;
+    const { options, engine } = this.node;
+    let read: ReadOutcome;
+    try {
+      await this.node.interest(channel);
+      read = await engine.read(channel, {
+        since,
+        limit: since ? options.recoveryMaxPublications : 0,
+        reverse: false,
+      });
+      if (subscription.presence) {
+        await engine.addPresence(subscription.presence);
+      }
+    } catch (error) {
+      this.node.logger.warn(
+        { connId: this.id, channel, err: String(error) },
+        "subscribe failed",
+      );
+      throw new RequestError(ErrorCode.Unavailable, "channel unavailable");
+    }
+
+    const recovery = since && recover(since, read, options);
+    const presence = request.presence
+      ? await this.presenceJson(channel, this.namespace(channel))
+      : undefined;
+    subscription.epoch = read.epoch;
+    subscription.offset = read.offset;
+    return (
+      `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset}` +
+      (recovery ? `,"recovered":${recovery.recovered}` : "") +
+      (recovery?.recovered
+        ? `,"publications":${publicationsJson(recovery.publications)}`
+        : "") +
+      (presence ? `,"presence":${presence}` : "") +
+      "}"
+    );
+  }
+
+  /** Steps 5-6: held messages above the reply's position, then live. */
+  private goLive(subscription: Subscription): void {
+    const held = subscription.buffer ?? [];
+    subscription.buffer = undefined;
+    for (const publication of held) {
+      this.node.hub.deliverTo(this, subscription, publication);
+    }
+  }
+
+  private async unsubscribe(request: UnsubscribeRequest): Promise<undefined> {
+    this.dropSubscription(request.channel);
+    return undefined;
+  }
+
+  private dropSubscription(channel: string): boolean {
+    const subscription = this.subscriptions.get(channel);
+    if (!subscription) return false;
+    this.subscriptions.delete(channel);
+    this.node.unwatch(channel, this);
+    if (subscription.presence) {
+      this.node.engine.removePresence(subscription.presence).catch((error) => {
+        this.node.logger.warn(
+          { connId: this.id, channel, err: String(error) },
+          "presence removal failed",
+        );
+      });
+    }
+    return true;
+  }
+
+  private async publish(request: PublishRequest): Promise<string> {
+    const { channel, key } = request;
+    const { options, engine, metrics } = this.node;
+    const namespace = this.namespace(channel);
+    if (!canPublish(this.identity, namespace, channel)) {
+      throw new RequestError(ErrorCode.Forbidden, "publish not granted");
+    }
+    this.checkRate();
+
+    const data = JSON.stringify(request.data);
+    if (tooLarge(data, options.maxMessageSize)) {
+      throw new RequestError(
+        ErrorCode.TooLarge,
+        `data over ${options.maxMessageSize} bytes`,
+      );
+    }
+    const outcome = await engine.publish(channel, data, {
+      key,
+      publisher: { user: this.identity.user, client: this.id },
+      historySize: namespace.historySize,
+      historyTtl: namespace.historyTtl,
+      idempotencyWindow: namespace.idempotencyWindow,
+    });
+    metrics.published.inc({ source: "websocket" });
+    return JSON.stringify({
+      epoch: outcome.epoch,
+      offset: outcome.offset,
+      duplicate: outcome.duplicate || undefined,
+    });
+  }
+
+  private checkRate(): void {
+    const retryAfter = this.limiter.take(Date.now());
+    if (retryAfter === 0) return;
+    if (this.limiter.recentRefusals >= this.node.options.rateViolations) {
+      this.close(CloseCode.RateLimited, "publish rate exceeded");
+    }
+    throw new RequestError(
+      ErrorCode.RateLimited,
+      "publish rate exceeded",
+      retryAfter,
+    );
+  }
+
+  private async presence(request: PresenceRequest): Promise<string> {
+    const { channel } = request;
+    const namespace = this.namespace(channel);
+    if (!canSubscribe(this.identity, namespace, channel)) {
+      throw new RequestError(ErrorCode.Forbidden, "presence not granted");
+    }
+    return this.presenceJson(channel, namespace);
+  }
+
+  private async presenceJson(
+    channel: string,
+    namespace: ResolvedNamespace,
+  ): Promise<string> {
+    if (!namespace.presence) return `{"members":[]}`;
+    const list = await this.node.engine.presence(
+      channel,
+      this.node.options.presenceMaxMembers,
+    );
+    return JSON.stringify({
+      members: list.members,
+      truncated: list.truncated || undefined,
+    });
+  }
+
+  private async history(request: HistoryRequest): Promise<string> {
+    const { channel, since } = request;
+    const { options, engine } = this.node;
+    const limit = request.limit ?? 0;
+    if (!canSubscribe(this.identity, this.namespace(channel), channel)) {
+      throw new RequestError(ErrorCode.Forbidden, "history not granted");
+    }
+    if (limit > options.historyMaxLimit) {
+      throw new RequestError(
+        ErrorCode.BadRequest,
+        `limit must be at most ${options.historyMaxLimit}`,
+      );
+    }
+    const read = await engine.read(channel, {
+      since,
+      limit,
+      reverse: request.reverse === true,
+    });
+    return (
+      `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
+      `"publications":${publicationsJson(read.publications)}}`
+    );
+  }
+
+  private async refresh(request: RefreshRequest): Promise<string> {
+    if (this.node.options.open) {
+      throw new RequestError(
+        ErrorCode.BadRequest,
+        "tokens are not used: the node runs in open mode",
+      );
+    }
+    let identity: Identity;
+    try {
+      identity = await this.node.verifier.verify(request.token);
+    } catch (error) {
+      if (error instanceof TokenError && error.closeCode === 4419) {
+        throw new RequestError(ErrorCode.Unauthorized, "token expired");
+      }
+      throw error;
+    }
+    if (identity.user !== this.identity.user) {
+      throw new RequestError(
+        ErrorCode.Forbidden,
+        "a refreshed token must have the same sub",
+      );
+    }
+
+    this.identity = identity;
+    this.armExpiry();
+    for (const channel of [...this.subscriptions.keys()]) {
+      const namespace = this.namespace(channel);
+      if (!canSubscribe(identity, namespace, channel)) {
+        this.endSubscription(channel, "forbidden", "no longer granted", false);
+      }
+    }
+    return JSON.stringify({ expiresIn: this.expiresIn() });
+  }
+
+  private namespace(channel: string): ResolvedNamespace {
+    return namespaceOptions(this.node.options, namespaceOf(channel));
+  }
+
+  private expiresIn(): number | undefined {
+    const { expiresAt } = this.identity;
+    return expiresAt === undefined ? undefined : expiresAt - Date.now();
+  }
+
+  /** Closes with 4419 at the token's `exp` plus the grace. */
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    const { expiresAt } = this.identity;
+    if (expiresAt === undefined) return;
+    const deadline = expiresAt + this.node.options.tokenGrace;
+    const wait = deadline - Date.now();
+    if (wait <= 0) {
+      this.close(CloseCode.TokenExpired, "token expired");
+      return;
+    }
+    this.expiryTimer = setTimeout(
+      () => this.armExpiry(),
+      Math.min(wait, MAX_TIMER_MS),
+    );
+  }
+
+  private closed(code: number): void {
+    this.phase = "closing";
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.expiryTimer);
+    for (const channel of [...this.subscriptions.keys()]) {
+      this.dropSubscription(channel);
+    }
+    this.node.forget(this, code);
+  }
+}
+
+/** Whether `text` is over `max` bytes of UTF-8, counting only if needed. */
+function tooLarge(text: string, max: number): boolean {
+  if (text.length * 3 <= max) return false;
+  return text.length > max || Buffer.byteLength(text) > max;
+}

@@ -1,0 +1,266 @@
+import { randomBytes } from "node:crypto";
+
+import type {
+  Engine,
+  EngineHandlers,
+  PresenceEntry,
+  PresenceList,
+  Publication,
+  PublishOptions,
+  PublishOutcome,
+  ReadOptions,
+  ReadOutcome,
+} from "./engine.js";
+
+/** How often idle channels and expired keys are swept away, ms. */
+const SWEEP_INTERVAL_MS = 5_000;
+
+/** Options of the memory engine. */
+export interface MemoryEngineOptions {
+  /** Bytes of history kept in all; the least recently published go first. */
+  historyBudget: number;
+}
+
+interface RememberedKey {
+  readonly outcome: PublishOutcome;
+  readonly expiresAt: number;
+}
+
+/** One channel's position, history ring and idempotency keys. */
+class Stream {
+  readonly epoch = randomBytes(6).toString("base64url");
+  top = 0;
+  entries: Publication[] = [];
+  bytes = 0;
+  /** When the history expires: the last publish plus its TTL. */
+  expiresAt = 0;
+  readonly keys = new Map<string, RememberedKey>();
+
+  /** Drops the history once its TTL has passed. */
+  expire(now: number): number {
+    if (now < this.expiresAt || this.entries.length === 0) return 0;
+    return this.trim(this.entries.length);
+  }
+
+  /** Drops the `count` oldest entries and returns the bytes freed. */
+  trim(count: number): number {
+    let freed = 0;
+    for (const entry of this.entries.splice(0, count)) {
+      freed += entry.data.length;
+    }
+    this.bytes -= freed;
+    return freed;
+  }
+
+  get oldest(): number {
+    return this.entries[0]?.offset ?? this.top + 1;
+  }
+}
+
+/**
+ * The engine of a single process: history in per-channel rings, fan-out by
+ * a direct call. A channel is freed once nobody listens, its history has
+ * expired and it remembers no idempotency key.
+ */
+export class MemoryEngine implements Engine {
+  /** Ordered by last publish, so the budget evicts the stalest first. */
+  private readonly streams = new Map<string, Stream>();
+  private readonly interest = new Map<string, number>();
+  private readonly members = new Map<string, Map<string, PresenceEntry>>();
+  private readonly users = new Map<string, Map<string, number>>();
+  private handlers: EngineHandlers | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private historyBytes = 0;
+
+  constructor(private readonly options: MemoryEngineOptions) {}
+
+  async start(handlers: EngineHandlers): Promise<void> {
+    this.handlers = handlers;
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.handlers = undefined;
+  }
+
+  async publish(
+    channel: string,
+    data: string,
+    options: PublishOptions,
+  ): Promise<PublishOutcome> {
+    const now = Date.now();
+    const stream = this.stream(channel, now);
+    const remembered = options.key && stream.keys.get(options.key);
+    if (remembered && remembered.expiresAt > now) {
+      return { ...remembered.outcome, duplicate: true };
+    }
+
+    stream.top += 1;
+    const publication: Publication = {
+      channel,
+      epoch: stream.epoch,
+      offset: stream.top,
+      data,
+      publisher: options.publisher,
+    };
+    this.store(stream, publication, options, now);
+    this.streams.delete(channel);
+    this.streams.set(channel, stream);
+
+    const outcome = {
+      epoch: stream.epoch,
+      offset: stream.top,
+      duplicate: false,
+    };
+    if (options.key) {
+      stream.keys.set(options.key, {
+        outcome,
+        expiresAt: now + options.idempotencyWindow,
+      });
+    }
+    this.handlers?.publication(publication);
+    return outcome;
+  }
+
+  async read(channel: string, options: ReadOptions): Promise<ReadOutcome> {
+    const stream = this.stream(channel, Date.now());
+    const position = {
+      epoch: stream.epoch,
+      offset: stream.top,
+      oldest: stream.oldest,
+    };
+    if (options.limit === 0) return { ...position, publications: [] };
+
+    const { since } = options;
+    const after = since?.epoch === stream.epoch ? since.offset : 0;
+    const first = Math.max(0, after - stream.oldest + 1);
+    const selection = stream.entries.slice(first);
+    const publications = options.reverse
+      ? selection.slice(-options.limit).reverse()
+      : selection.slice(0, options.limit);
+    return { ...position, publications };
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.interest.set(channel, (this.interest.get(channel) ?? 0) + 1);
+  }
+
+  unsubscribe(channel: string): void {
+    const count = (this.interest.get(channel) ?? 0) - 1;
+    if (count > 0) this.interest.set(channel, count);
+    else this.interest.delete(channel);
+  }
+
+  async addPresence(entry: PresenceEntry): Promise<void> {
+    const { channel, client, user } = entry;
+    let members = this.members.get(channel);
+    let users = this.users.get(channel);
+    if (!members || !users) {
+      members = new Map();
+      users = new Map();
+      this.members.set(channel, members);
+      this.users.set(channel, users);
+    }
+    if (members.has(client)) return;
+
+    members.set(client, entry);
+    const count = (users.get(user) ?? 0) + 1;
+    users.set(user, count);
+    if (count === 1) {
+      this.handlers?.presence({ type: "join", ...entry, users: users.size });
+    }
+  }
+
+  async removePresence(entry: PresenceEntry): Promise<void> {
+    const { channel, client, user } = entry;
+    const members = this.members.get(channel);
+    const users = this.users.get(channel);
+    if (!members?.delete(client) || !users) return;
+
+    const count = (users.get(user) ?? 1) - 1;
+    if (count > 0) {
+      users.set(user, count);
+      return;
+    }
+    users.delete(user);
+    if (members.size === 0) {
+      this.members.delete(channel);
+      this.users.delete(channel);
+    }
+    this.handlers?.presence({ type: "leave", ...entry, users: users.size });
+  }
+
+  async presence(channel: string, max: number): Promise<PresenceList> {
+    const members = [...(this.members.get(channel)?.values() ?? [])];
+    return {
+      members: members
+        .slice(0, max)
+        .map(({ user, client }) => ({ user, client })),
+      truncated: members.length > max,
+    };
+  }
+
+  async channels(): Promise<string[]> {
+    this.sweep();
+    return [...new Set([...this.streams.keys(), ...this.interest.keys()])];
+  }
+
+  private stream(channel: string, now: number): Stream {
+    let stream = this.streams.get(channel);
+    if (!stream) {
+      stream = new Stream();
+      this.streams.set(channel, stream);
+    }
+    this.historyBytes -= stream.expire(now);
+    return stream;
+  }
+
+  private store(
+    stream: Stream,
+    publication: Publication,
+    options: PublishOptions,
+    now: number,
+  ): void {
+    if (options.historySize === 0 || options.historyTtl === 0) {
+      this.historyBytes -= stream.trim(stream.entries.length);
+      return;
+    }
+    stream.entries.push(publication);
+    stream.bytes += publication.data.length;
+    this.historyBytes += publication.data.length;
+    stream.expiresAt = now + options.historyTtl;
+
+    const excess = stream.entries.length - options.historySize;
+    if (excess > 0) this.historyBytes -= stream.trim(excess);
+    if (this.historyBytes > this.options.historyBudget) this.evict();
+  }
+
+  /** Trims the least recently published channels until under budget. */
+  private evict(): void {
+    for (const stream of this.streams.values()) {
+      if (this.historyBytes <= this.options.historyBudget) return;
+      while (stream.entries.length > 0) {
+        this.historyBytes -= stream.trim(1);
+        if (this.historyBytes <= this.options.historyBudget) return;
+      }
+    }
+  }
+
+  /** Frees channels nobody listens to, with no history and no keys. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [channel, stream] of this.streams) {
+      this.historyBytes -= stream.expire(now);
+      for (const [key, remembered] of stream.keys) {
+        if (remembered.expiresAt <= now) stream.keys.delete(key);
+      }
+      const idle =
+        stream.entries.length === 0 &&
+        stream.keys.size === 0 &&
+        !this.interest.has(channel);
+      if (idle) this.streams.delete(channel);
+    }
+  }
+}

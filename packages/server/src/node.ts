@@ -1,0 +1,456 @@
+import { readFileSync } from "node:fs";
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+
+import { CloseCode, SUBPROTOCOL, type Json } from "@switchboard/protocol";
+import { WebSocketServer, type WebSocket } from "ws";
+
+import { TokenVerifier } from "./auth.js";
+import {
+  ChannelHub,
+  type LocalSubscription,
+  type Subscriber,
+} from "./channel-hub.js";
+import { Connection } from "./connection.js";
+import type { Engine, PublishOutcome } from "./engine.js";
+import { InsecureError } from "./errors.js";
+import { handleApiRequest } from "./http-api.js";
+import type { Logger } from "./logger.js";
+import { MemoryEngine } from "./memory-engine.js";
+import { Metrics } from "./metrics.js";
+import type { NodeContext } from "./node-context.js";
+import {
+  namespaceOptions,
+  resolveOptions,
+  type NodeOptions,
+  type ResolvedOptions,
+} from "./options.js";
+import {
+  checkSubprotocol,
+  clientAddress,
+  isLoopback,
+  refuseUpgrade,
+  type UpgradeRefusal,
+} from "./upgrade.js";
+import { namespaceOf } from "@switchboard/protocol";
+
+/** Longest pause between maintenance ticks (heartbeats, budget), ms. */
+const MAX_TICK_MS = 1_000;
+
+/** Seconds a refused upgrade is asked to wait before trying again. */
+const RETRY_AFTER_S = 5;
+
+/** The package version, reported in the `connect` result. */
+const VERSION: string = JSON.parse(
+  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+).version;
+
+type State = "idle" | "running" | "draining" | "closed";
+
+/** Timings of a drain; `close()` uses zeros. */
+interface DrainTimings {
+  readonly delay: number;
+  readonly window: number;
+  readonly timeout: number;
+}
+
+/**
+ * One Switchboard node: a WebSocket gateway and HTTP API over an engine.
+ * It can listen on its own or attach to an existing `http.Server`.
+ */
+export class SwitchboardNode implements NodeContext {
+  readonly options: ResolvedOptions;
+  readonly engine: Engine;
+  readonly hub = new ChannelHub();
+  readonly verifier: TokenVerifier;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly version = VERSION;
+
+  private state: State = "idle";
+  private readonly connections = new Set<Connection>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly interests = new Map<string, Promise<void>>();
+  private readonly wss: WebSocketServer;
+  private readonly servers: Server[] = [];
+  private ticker: NodeJS.Timeout | undefined;
+  private emptied: (() => void) | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(options: NodeOptions = {}) {
+    this.options = resolveOptions(options);
+    this.logger = this.options.logger;
+    this.engine = new MemoryEngine({
+      historyBudget: this.options.historyBudget,
+    });
+    this.verifier = new TokenVerifier(this.options);
+    this.metrics = new Metrics({
+      connections: () => this.connections.size,
+      channels: () => this.hub.size,
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.options.frameLimit,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (offered) =>
+        offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false,
+    });
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Whether the node accepts new connections (`/readyz`). */
+  get ready(): boolean {
+    return this.state === "running";
+  }
+
+  /** Starts the engine and timers; `listen` and `attach` call it. */
+  async start(): Promise<void> {
+    if (this.state !== "idle") return;
+    this.state = "running";
+    await this.engine.start({
+      publication: (publication) => {
+        const count = this.hub.deliver(publication);
+        if (count > 0) this.metrics.delivered.inc(count);
+      },
+      presence: (event) =>
+        this.hub.announce(event, this.options.joinLeaveMaxMembers),
+    });
+    const { heartbeat, pongTimeout } = this.options;
+    const tick = Math.min(
+      MAX_TICK_MS,
+      Math.max(10, Math.min(heartbeat || pongTimeout, pongTimeout) / 4),
+    );
+    this.ticker = setInterval(() => this.maintain(), tick);
+    this.ticker.unref();
+    if (this.options.open) {
+      this.logger.warn(
+        { nodeId: this.options.nodeId },
+        "open mode: no token verification, every connection is anonymous",
+      );
+    }
+  }
+
+  /** Creates an HTTP server for the node and listens on host and port. */
+  async listen(): Promise<{ host: string; port: number }> {
+    const { host, port, open, insecure } = this.options;
+    if (open && !insecure && !isLoopback(host)) {
+      throw new InsecureError(
+        `open mode on ${host} is refused: set a token secret or --insecure`,
+      );
+    }
+    const server = createServer();
+    this.attach(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host, port, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    this.logger.info(
+      { nodeId: this.options.nodeId, host, port: address.port },
+      "listening",
+    );
+    return { host, port: address.port };
+  }
+
+  /**
+   * Serves the WebSocket endpoint and HTTP API on `server`; other paths get
+   * 404. To share a server with other handlers, call `handleUpgrade` and
+   * `handleRequest` from your own listeners instead.
+   */
+  attach(server: Server): void {
+    this.servers.push(server);
+    void this.start();
+    server.on("upgrade", (request, socket, head) => {
+      if (!this.handleUpgrade(request, socket, head)) {
+        refuseUpgrade(socket, {
+          status: 404,
+          reason: "not_found",
+          message: "no WebSocket endpoint here",
+        });
+      }
+    });
+    server.on("request", (request, response) => {
+      if (!this.handleRequest(request, response)) {
+        response.writeHead(404, { "Content-Type": "application/json" });
+        response.end('{"error":{"code":"not_found","message":"not found"}}');
+      }
+    });
+  }
+
+  /**
+   * Takes an upgrade on the node's path; returns false, touching nothing,
+   * for any other path.
+   */
+  handleUpgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): boolean {
+    const path = (request.url ?? "/").split("?", 1)[0];
+    if (path !== this.options.path) return false;
+
+    socket.on("error", (error) =>
+      this.logger.debug({ err: error.message }, "upgrade socket error"),
+    );
+    const address = clientAddress(request, this.options.trustProxy);
+    const refusal = this.admit(request, address);
+    if (refusal) {
+      this.metrics.rejectedUpgrades.inc({ reason: refusal.reason });
+      refuseUpgrade(socket, refusal);
+      return true;
+    }
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    this.wss.handleUpgrade(request, socket, head, (ws) =>
+      this.accept(ws, address),
+    );
+    return true;
+  }
+
+  /** Serves the HTTP API; returns false for paths that are not its own. */
+  handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    return handleApiRequest(this, request, response);
+  }
+
+  /** Publishes from the server side, as the HTTP API does. */
+  async publish(
+    channel: string,
+    data: Json,
+    options: { key?: string } = {},
+  ): Promise<PublishOutcome> {
+    const namespace = namespaceOptions(this.options, namespaceOf(channel));
+    const outcome = await this.engine.publish(channel, JSON.stringify(data), {
+      key: options.key,
+      publisher: undefined,
+      historySize: namespace.historySize,
+      historyTtl: namespace.historyTtl,
+      idempotencyWindow: namespace.idempotencyWindow,
+    });
+    this.metrics.published.inc({ source: "http" });
+    return outcome;
+  }
+
+  /** Closes every connection of `user`: 4000, or 4009 to let it return. */
+  disconnectUser(user: string, reconnect: boolean): number {
+    let count = 0;
+    for (const connection of this.connections) {
+      if (connection.identity.user !== user) continue;
+      connection.close(
+        reconnect ? CloseCode.DisconnectedMayReturn : CloseCode.Disconnected,
+        "disconnected by the server",
+      );
+      count += 1;
+    }
+    return count;
+  }
+
+  /** Ends `user`'s subscriptions to `channel`; they are not resumed. */
+  unsubscribeUser(user: string, channel: string): number {
+    let count = 0;
+    for (const connection of this.connections) {
+      if (connection.identity.user !== user) continue;
+      const ended = connection.endSubscription(
+        channel,
+        "server",
+        "unsubscribed by the server",
+        false,
+      );
+      if (ended) count += 1;
+    }
+    return count;
+  }
+
+  watch(
+    channel: string,
+    subscriber: Subscriber,
+    subscription: LocalSubscription,
+  ): void {
+    this.hub.add(channel, subscriber, subscription);
+  }
+
+  interest(channel: string): Promise<void> {
+    let interest = this.interests.get(channel);
+    if (!interest) {
+      interest = this.engine.subscribe(channel);
+      this.interests.set(channel, interest);
+      interest.catch(() => this.interests.delete(channel));
+    }
+    return interest;
+  }
+
+  unwatch(channel: string, subscriber: Subscriber): void {
+    if (
+      this.hub.remove(channel, subscriber) &&
+      this.interests.delete(channel)
+    ) {
+      this.engine.unsubscribe(channel);
+    }
+  }
+
+  forget(connection: Connection, code: number): void {
+    this.connections.delete(connection);
+    const left = (this.perAddress.get(connection.address) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(connection.address, left);
+    else this.perAddress.delete(connection.address);
+    this.metrics.closes.inc({ code: String(code) });
+    if (this.connections.size === 0) this.emptied?.();
+  }
+
+  /**
+   * Drains as DESIGN.md's Operations states: not ready at once, the
+   * listener closes after `drainDelay`, each client is told to reconnect
+   * within `drainWindow`, and what is left is cut at `drainTimeout`.
+   */
+  drain(): Promise<void> {
+    const { drainDelay, drainWindow, drainTimeout } = this.options;
+    return this.stop({
+      delay: drainDelay,
+      window: drainWindow,
+      timeout: drainTimeout,
+    });
+  }
+
+  /** Stops at once: every client is told to reconnect now. */
+  close(): Promise<void> {
+    return this.stop({ delay: 0, window: 0, timeout: 1_000 });
+  }
+
+  private stop(timings: DrainTimings): Promise<void> {
+    this.stopping ??= this.shutDown(timings);
+    return this.stopping;
+  }
+
+  private async shutDown({ delay, window, timeout }: DrainTimings) {
+    const deadline = Date.now() + timeout;
+    this.state = "draining";
+    this.logger.info({ nodeId: this.options.nodeId }, "draining");
+    await sleep(Math.min(delay, timeout));
+
+    const closed = Promise.all(this.servers.map(closeServer));
+    const empty = new Promise<void>((resolve) => {
+      this.emptied = resolve;
+      if (this.connections.size === 0) resolve();
+    });
+    for (const connection of this.connections) {
+      const after = Math.floor(Math.random() * window);
+      connection.send(
+        JSON.stringify({ type: "reconnect", after, reason: "node draining" }),
+      );
+      setTimeout(
+        () => connection.close(CloseCode.GoingAway, "node draining"),
+        after,
+      ).unref();
+    }
+    await Promise.race([empty, sleep(Math.max(0, deadline - Date.now()))]);
+
+    for (const connection of this.connections) connection.terminate();
+    clearInterval(this.ticker);
+    this.state = "closed";
+    await Promise.race([closed, sleep(100)]);
+    await this.engine.close();
+    this.logger.info({ nodeId: this.options.nodeId }, "stopped");
+  }
+
+  private admit(
+    request: IncomingMessage,
+    address: string,
+  ): UpgradeRefusal | undefined {
+    const { options } = this;
+    if (this.state !== "running") {
+      return unavailable("not_ready", "node is not ready");
+    }
+    if (this.connections.size >= options.maxConnections) {
+      return unavailable("max_connections", "node is at its connection limit");
+    }
+    const origin = request.headers.origin;
+    if (
+      options.allowedOrigins.length > 0 &&
+      (origin === undefined || !options.allowedOrigins.includes(origin))
+    ) {
+      return { status: 403, reason: "origin", message: "origin not allowed" };
+    }
+    const subprotocol = checkSubprotocol(request);
+    if (subprotocol) return subprotocol;
+    const perAddress = this.perAddress.get(address) ?? 0;
+    if (
+      options.maxConnectionsPerIp > 0 &&
+      perAddress >= options.maxConnectionsPerIp
+    ) {
+      return {
+        status: 429,
+        reason: "per_ip",
+        message: "too many connections from this address",
+        retryAfter: RETRY_AFTER_S,
+      };
+    }
+    return undefined;
+  }
+
+  private accept(ws: WebSocket, address: string): void {
+    const connection = new Connection(ws, this, address);
+    this.connections.add(connection);
+  }
+
+  /** Heartbeats and the outbound budget, for every connection. */
+  private maintain(): void {
+    const now = Date.now();
+    const { heartbeat, pongTimeout, outboundBudget } = this.options;
+    let buffered = 0;
+    for (const connection of this.connections) {
+      buffered += connection.buffered;
+      if (heartbeat === 0) continue;
+      if (connection.pingSentAt > 0) {
+        if (now - connection.pingSentAt >= pongTimeout) {
+          this.logger.debug({ connId: connection.id }, "no pong: terminated");
+          connection.terminate();
+        }
+      } else if (now - connection.lastPingAt >= heartbeat) {
+        connection.ping(now);
+      }
+    }
+    if (buffered > outboundBudget) this.shed(buffered - outboundBudget);
+  }
+
+  /** Closes the largest outbound buffers until `excess` bytes are freed. */
+  private shed(excess: number): void {
+    const largest = [...this.connections].sort(
+      (a, b) => b.buffered - a.buffered,
+    );
+    for (const connection of largest) {
+      if (excess <= 0) return;
+      excess -= connection.buffered;
+      this.metrics.slowConsumers.inc();
+      connection.close(CloseCode.SlowConsumer, "outbound budget exceeded");
+    }
+  }
+}
+
+function unavailable(reason: string, message: string): UpgradeRefusal {
+  return { status: 503, reason, message, retryAfter: RETRY_AFTER_S };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Creates a node; call `listen()` or `attach(server)` to serve. */
+export function createNode(options?: NodeOptions): SwitchboardNode {
+  return new SwitchboardNode(options);
+}
