@@ -1,10 +1,12 @@
 import js from "@eslint/js";
+import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
   { ignores: ["**/dist/", "**/node_modules/", "**/*.d.ts"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  { languageOptions: { globals: globals.node } },
   {
     files: ["packages/*/src/**/*.ts"],
     ignores: ["**/*.test.ts"],

@@ -38,6 +38,9 @@ import { closeReason, errorFrame, okFrame, publicationsJson } from "./wire.js";
 /** A socket that does not leave after its close frame is cut, ms. */
 const CLOSE_GRACE_MS = 5_000;
 
+/** Frames go out as text also when the hub hands over a shared buffer. */
+const TEXT = { binary: false } as const;
+
 /** setTimeout's largest delay; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -105,7 +108,7 @@ export class Connection implements Subscriber {
 
   send(frame: Buffer | string): void {
     if (this.phase === "closing") return;
-    this.ws.send(frame);
+    this.ws.send(frame, TEXT);
     if (this.ws.bufferedAmount > this.node.options.outboundBufferLimit) {
       this.node.metrics.slowConsumers.inc();
       this.close(CloseCode.SlowConsumer, "slow consumer");

@@ -11,7 +11,7 @@ import {
 
 import type { SwitchboardNode } from "./node.js";
 import { RequestError } from "./request-error.js";
-import { isLoopback } from "./upgrade.js";
+import { clientAddress, isLoopback } from "./upgrade.js";
 import { publicationsJson } from "./wire.js";
 
 /** Most channels one broadcast may name. */
@@ -118,8 +118,10 @@ function authorized(
   request: IncomingMessage,
   loopbackAllowed: boolean,
 ): boolean {
-  const { apiKey } = node.options;
-  const local = isLoopback(request.socket.remoteAddress ?? "");
+  const { apiKey, trustProxy } = node.options;
+  // Behind a trusted proxy the peer is loopback for every client: judge
+  // the forwarded address instead.
+  const local = isLoopback(clientAddress(request, trustProxy));
   if (apiKey === undefined) return local;
   if (loopbackAllowed && local) return true;
   const header = request.headers.authorization ?? "";

@@ -442,8 +442,9 @@ function unavailable(reason: string, message: string): UpgradeRefusal {
   return { status: 503, reason, message, retryAfter: RETRY_AFTER_S };
 }
 
+/** A pause that does not keep the process alive by itself. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function closeServer(server: Server): Promise<void> {
