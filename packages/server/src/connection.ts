@@ -5,6 +5,7 @@ import {
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
+  closeAction,
   decodeRequest,
   namespaceOf,
   type ConnectRequest,
@@ -63,6 +64,8 @@ export class Connection implements Subscriber {
   lastPingAt = Date.now();
 
   private phase: Phase = "new";
+  /** The code this side closed with, if it did. */
+  private closedWith: number | undefined;
   private queued: Request[] = [];
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly limiter: RateLimiter;
@@ -129,6 +132,7 @@ export class Connection implements Subscriber {
   close(code: number, reason: string): void {
     if (this.phase === "closing") return;
     this.phase = "closing";
+    this.closedWith = code;
     this.node.logger.debug({ connId: this.id, code, reason }, "closing");
     this.ws.close(code, closeReason(reason));
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
@@ -279,8 +283,8 @@ export class Connection implements Subscriber {
     this.session = request.session ?? randomBytes(12).toString("base64url");
     this.user = userKey(this.identity, this.session);
     clearTimeout(this.connectTimer);
-    this.armExpiry();
     this.phase = "connected";
+    this.armExpiry();
     queueMicrotask(() => this.flushQueued());
 
     return JSON.stringify({
@@ -359,7 +363,7 @@ export class Connection implements Subscriber {
       offset: 0,
       joinLeave: request.presence === true && namespace.joinLeave,
       presence: namespace.presence
-        ? { channel, client: this.id, user: this.user }
+        ? { channel, client: this.id, user: this.user, session: this.session }
         : undefined,
     };
     this.subscriptions.set(channel, subscription);
@@ -427,14 +431,19 @@ export class Connection implements Subscriber {
     return undefined;
   }
 
-  private dropSubscription(channel: string): boolean {
+  /**
+   * Ends a subscription locally. Its presence entry goes at once, or after
+   * `linger` ms unless the same session subscribes again by then.
+   */
+  private dropSubscription(channel: string, linger = 0): boolean {
     const subscription = this.subscriptions.get(channel);
     if (!subscription) return false;
     this.subscriptions.delete(channel);
     this.node.unwatch(channel, this);
     if (subscription.presence) {
-      this.node.engine.removePresence(subscription.presence).catch((error) => {
-        this.node.logger.warn(
+      const { engine, logger } = this.node;
+      engine.removePresence(subscription.presence, linger).catch((error) => {
+        logger.warn(
           { connId: this.id, channel, err: String(error) },
           "presence removal failed",
         );
@@ -477,8 +486,11 @@ export class Connection implements Subscriber {
   private checkRate(): void {
     const retryAfter = this.limiter.take(Date.now());
     if (retryAfter === 0) return;
-    if (this.limiter.recentRefusals >= this.node.options.rateViolations) {
-      this.close(CloseCode.RateLimited, "publish rate exceeded");
+    if (this.limiter.recentRefusals > this.node.options.rateViolations) {
+      // After this turn, so replies to requests in flight still go out.
+      setImmediate(() =>
+        this.close(CloseCode.RateLimited, "publish rate exceeded"),
+      );
     }
     throw new RequestError(
       ErrorCode.RateLimited,
@@ -595,12 +607,20 @@ export class Connection implements Subscriber {
     );
   }
 
-  private closed(code: number): void {
+  private closed(received: number): void {
     this.phase = "closing";
     clearTimeout(this.connectTimer);
     clearTimeout(this.expiryTimer);
+    const code = this.closedWith ?? received;
+
+    // A client that lost its link, or was told to come back, keeps its
+    // presence for a while, so its return causes no leave/join pair.
+    const comingBack =
+      code === CloseCode.Abnormal ||
+      (this.closedWith !== undefined && closeAction(code).kind === "reconnect");
+    const linger = comingBack ? this.node.options.presenceTtl : 0;
     for (const channel of [...this.subscriptions.keys()]) {
-      this.dropSubscription(channel);
+      this.dropSubscription(channel, linger);
     }
     this.node.forget(this, code);
   }

@@ -53,6 +53,8 @@ export interface PresenceEntry {
   readonly client: string;
   /** The user key: the token's `sub`, or `anon:` and a session hash. */
   readonly user: string;
+  /** The SDK's session id: a returning session replaces its entry. */
+  readonly session: string;
 }
 
 /** A user's first entry arrived in a channel, or its last one left. */
@@ -98,10 +100,16 @@ export interface Engine {
   subscribe(channel: string): Promise<void>;
   /** This node no longer needs the channel's publications. */
   unsubscribe(channel: string): void;
-  /** Adds an entry; a user's first entry is announced as a join. */
+  /**
+   * Adds an entry; a user's first entry is announced as a join. An entry
+   * of the same session and channel that lingers is replaced silently.
+   */
   addPresence(entry: PresenceEntry): Promise<void>;
-  /** Removes an entry; a user's last entry is announced as a leave. */
-  removePresence(entry: PresenceEntry): Promise<void>;
+  /**
+   * Removes an entry, at once or after `linger` ms unless its session
+   * comes back; a user's last entry is announced as a leave.
+   */
+  removePresence(entry: PresenceEntry, linger: number): Promise<void>;
   /** Lists up to `max` members of a channel. */
   presence(channel: string, max: number): Promise<PresenceList>;
   /** Channels that have subscribers or stored history. */

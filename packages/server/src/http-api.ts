@@ -284,10 +284,8 @@ async function disconnect(
   node: SwitchboardNode,
   body: Record<string, unknown>,
 ): Promise<string> {
-  const { user, reconnect } = body;
-  if (typeof user !== "string" || user === "") {
-    throw badRequest("user must be a non-empty string");
-  }
+  const { reconnect } = body;
+  const user = requireUser(body);
   if (reconnect !== undefined && typeof reconnect !== "boolean") {
     throw badRequest("reconnect must be a boolean");
   }
@@ -299,10 +297,8 @@ async function unsubscribe(
   node: SwitchboardNode,
   body: Record<string, unknown>,
 ): Promise<string> {
-  const { user, channel } = body;
-  if (typeof user !== "string" || user === "") {
-    throw badRequest("user must be a non-empty string");
-  }
+  const { channel } = body;
+  const user = requireUser(body);
   if (!isValidChannel(channel)) throw badChannel();
   return JSON.stringify({
     unsubscribed: node.unsubscribeUser(user, channel),
@@ -348,6 +344,14 @@ function idempotencyKey(
     throw badRequest("key must be 1-64 of A-Za-z0-9_-");
   }
   return key;
+}
+
+function requireUser(body: Record<string, unknown>): string {
+  const { user } = body;
+  if (typeof user !== "string" || user === "") {
+    throw badRequest("user must be a non-empty string");
+  }
+  return user;
 }
 
 function integer(query: Query, name: string): number | undefined {

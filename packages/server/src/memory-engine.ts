@@ -21,6 +21,16 @@ export interface MemoryEngineOptions {
   historyBudget: number;
 }
 
+interface Lingering {
+  readonly entry: PresenceEntry;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Channel names hold no newline, so this key is unambiguous. */
+function lingerKey(entry: PresenceEntry): string {
+  return `${entry.channel}\n${entry.session}`;
+}
+
 interface RememberedKey {
   readonly outcome: PublishOutcome;
   readonly expiresAt: number;
@@ -68,6 +78,8 @@ export class MemoryEngine implements Engine {
   private readonly interest = new Map<string, number>();
   private readonly members = new Map<string, Map<string, PresenceEntry>>();
   private readonly users = new Map<string, Map<string, number>>();
+  /** Entries of vanished connections, waiting for their session. */
+  private readonly lingering = new Map<string, Lingering>();
   private handlers: EngineHandlers | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private historyBytes = 0;
@@ -82,6 +94,8 @@ export class MemoryEngine implements Engine {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const { timer } of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
     this.handlers = undefined;
   }
 
@@ -165,6 +179,19 @@ export class MemoryEngine implements Engine {
     }
     if (members.has(client)) return;
 
+    const key = lingerKey(entry);
+    const returning = this.lingering.get(key);
+    if (returning) {
+      clearTimeout(returning.timer);
+      this.lingering.delete(key);
+      if (returning.entry.user === user) {
+        members.delete(returning.entry.client);
+        members.set(client, entry);
+        return;
+      }
+      this.drop(returning.entry);
+    }
+
     members.set(client, entry);
     const count = (users.get(user) ?? 0) + 1;
     users.set(user, count);
@@ -173,7 +200,21 @@ export class MemoryEngine implements Engine {
     }
   }
 
-  async removePresence(entry: PresenceEntry): Promise<void> {
+  async removePresence(entry: PresenceEntry, linger: number): Promise<void> {
+    if (linger <= 0) {
+      this.drop(entry);
+      return;
+    }
+    const key = lingerKey(entry);
+    const timer = setTimeout(() => {
+      this.lingering.delete(key);
+      this.drop(entry);
+    }, linger);
+    timer.unref();
+    this.lingering.set(key, { entry, timer });
+  }
+
+  private drop(entry: PresenceEntry): void {
     const { channel, client, user } = entry;
     const members = this.members.get(channel);
     const users = this.users.get(channel);

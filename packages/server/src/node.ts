@@ -213,10 +213,12 @@ export class SwitchboardNode implements NodeContext {
       refuseUpgrade(socket, refusal);
       return true;
     }
-    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
-    this.wss.handleUpgrade(request, socket, head, (ws) =>
-      this.accept(ws, address),
-    );
+    // Counted only once the handshake succeeds (ws calls back at once, so
+    // no other upgrade slips in between): a failed one never calls back.
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+      this.accept(ws, address);
+    });
     return true;
   }
 
@@ -243,11 +245,14 @@ export class SwitchboardNode implements NodeContext {
     return outcome;
   }
 
-  /** Closes every connection of `user`: 4000, or 4009 to let it return. */
+  /**
+   * Closes every connection of a user key (a token's `sub`, or an anonymous
+   * `anon:` key from presence): 4000, or 4009 to let it return.
+   */
   disconnectUser(user: string, reconnect: boolean): number {
     let count = 0;
     for (const connection of this.connections) {
-      if (connection.identity.user !== user) continue;
+      if (connection.user !== user) continue;
       connection.close(
         reconnect ? CloseCode.DisconnectedMayReturn : CloseCode.Disconnected,
         "disconnected by the server",
@@ -261,7 +266,7 @@ export class SwitchboardNode implements NodeContext {
   unsubscribeUser(user: string, channel: string): number {
     let count = 0;
     for (const connection of this.connections) {
-      if (connection.identity.user !== user) continue;
+      if (connection.user !== user) continue;
       const ended = connection.endSubscription(
         channel,
         "server",

@@ -96,6 +96,12 @@ export interface NodeOptions {
   historyMaxLimit?: number;
   /** @default 300000 */
   idempotencyWindow?: number;
+  /**
+   * How long the presence entry of a connection that vanished (or was told
+   * to reconnect) waits for its session to come back before its leave.
+   * @default 30000
+   */
+  presenceTtl?: number;
   /** @default 1000 */
   presenceMaxMembers?: number;
   /** @default 100 */
@@ -242,6 +248,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     description: "how long publish keys are remembered",
   },
   {
+    name: "presenceTtl",
+    kind: "duration",
+    description: "presence kept for a vanished connection's session",
+  },
+  {
     name: "presenceMaxMembers",
     kind: "integer",
     description: "longest presence list",
@@ -320,6 +331,7 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   recoveryMaxPublications: 300,
   historyMaxLimit: 300,
   idempotencyWindow: 300_000,
+  presenceTtl: 30_000,
   presenceMaxMembers: 1000,
   joinLeaveMaxMembers: 100,
   tokenGrace: 5000,

@@ -40,7 +40,7 @@ export function recover(
   }
   let bytes = 0;
   for (const publication of publications) {
-    bytes += publication.data.length;
+    bytes += Buffer.byteLength(publication.data);
     if (bytes > RECOVERY_MAX_BYTES) return NOT_RECOVERED;
   }
   return { recovered: true, publications };

@@ -1,0 +1,363 @@
+import { SignJWT, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
+import { afterEach, describe, expect, it } from "vitest";
+
+import {
+  InsecureError,
+  createNode,
+  type NodeOptions,
+  type SwitchboardNode,
+} from "../src/index.js";
+import {
+  connectClient,
+  openClient,
+  terminateAll,
+  type TestClient,
+} from "./client-helpers.js";
+
+const SECRET = "auth-test-secret-0123456789abcdef0123";
+const secretKey = new TextEncoder().encode(SECRET);
+
+let node: SwitchboardNode | undefined;
+
+async function start(options: NodeOptions = {}) {
+  node = createNode({ port: 0, ...options });
+  const { port } = await node.listen();
+  return { node, port };
+}
+
+afterEach(async () => {
+  terminateAll();
+  await node?.close();
+  node = undefined;
+});
+
+interface TokenOptions {
+  readonly claims?: JWTPayload;
+  readonly sub?: string | null;
+  readonly exp?: number | string | null;
+  readonly alg?: string;
+  readonly key?: CryptoKey | Uint8Array;
+}
+
+function sign(options: TokenOptions = {}): Promise<string> {
+  const alg = options.alg ?? "HS256";
+  let jwt = new SignJWT(options.claims ?? {})
+    .setProtectedHeader({ alg })
+    .setIssuedAt();
+  if (options.sub !== null) jwt = jwt.setSubject(options.sub ?? "alice");
+  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? "1h");
+  return jwt.sign(options.key ?? secretKey);
+}
+
+/** Sends `connect` with `token`; resolves with the reply or the close. */
+async function tryConnect(
+  port: number,
+  token: string | undefined,
+): Promise<{ client: TestClient; reply?: string; close?: number }> {
+  const client = await openClient(port);
+  const reply = await client
+    .request({ type: "connect", token })
+    .catch(() => undefined);
+  if (reply) return { client, reply: reply.type };
+  return { client, close: (await client.waitClosed()).code };
+}
+
+const grants = {
+  sb: { subscribe: ["room:*", "dm:alice"], publish: ["room:*"] },
+};
+
+async function errorCode(
+  client: TestClient,
+  frame: object,
+): Promise<string | undefined> {
+  const reply = await client.request(frame);
+  return reply.type === "ok" ? "ok" : (reply.code as string);
+}
+
+describe("token verification", () => {
+  it("accepts an HS256 token signed with tokenSecret", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const { result } = await connectClient(port, {
+      token: await sign({ exp }),
+    });
+    const expiresIn = result.expiresIn as number;
+    expect(expiresIn).toBeGreaterThan(590_000);
+    expect(expiresIn).toBeLessThanOrEqual(600_000);
+  });
+
+  it("closes 4401 for an HS256 token with another secret", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const token = await sign({ key: new TextEncoder().encode(`${SECRET}!`) });
+    const { close } = await tryConnect(port, token);
+    expect(close).toBe(4401);
+  });
+
+  it("closes 4401 for an unsigned token (alg none)", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const encode = (value: object) =>
+      Buffer.from(JSON.stringify(value)).toString("base64url");
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const token = `${encode({ alg: "none", typ: "JWT" })}.${encode({
+      sub: "mallory",
+      exp,
+    })}.`;
+    expect((await tryConnect(port, token)).close).toBe(4401);
+  });
+
+  it("closes 4401 for a token without sub or exp", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    expect((await tryConnect(port, await sign({ sub: null }))).close).toBe(
+      4401,
+    );
+    expect((await tryConnect(port, await sign({ exp: null }))).close).toBe(
+      4401,
+    );
+  });
+
+  for (const alg of ["RS256", "ES256"] as const) {
+    it(`accepts an ${alg} token verified with tokenPublicKey`, async () => {
+      const { publicKey, privateKey } = await generateKeyPair(alg);
+      const { port } = await start({
+        tokenPublicKey: await exportSPKI(publicKey),
+      });
+      const { result } = await connectClient(port, {
+        token: await sign({ alg, key: privateKey }),
+      });
+      expect(typeof result.client).toBe("string");
+
+      const other = await generateKeyPair(alg);
+      const forged = await sign({ alg, key: other.privateKey });
+      expect((await tryConnect(port, forged)).close).toBe(4401);
+      const hs = await sign({ key: secretKey });
+      expect((await tryConnect(port, hs)).close).toBe(4401);
+    });
+  }
+
+  it("closes 4401 when the audience does not match", async () => {
+    const { port } = await start({
+      tokenSecret: SECRET,
+      tokenAudience: "switchboard",
+    });
+    const wrong = await sign({ claims: { aud: "other" } });
+    expect((await tryConnect(port, wrong)).close).toBe(4401);
+    const missing = await sign();
+    expect((await tryConnect(port, missing)).close).toBe(4401);
+    const right = await sign({ claims: { aud: "switchboard" } });
+    expect((await tryConnect(port, right)).reply).toBe("ok");
+  });
+
+  it("closes 4401 when the issuer does not match", async () => {
+    const { port } = await start({
+      tokenSecret: SECRET,
+      tokenIssuer: "https://app.example",
+    });
+    const wrong = await sign({ claims: { iss: "https://evil.example" } });
+    expect((await tryConnect(port, wrong)).close).toBe(4401);
+    const right = await sign({ claims: { iss: "https://app.example" } });
+    expect((await tryConnect(port, right)).reply).toBe("ok");
+  });
+
+  it("closes 4401 for a token not valid before a later time", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const nbf = Math.floor(Date.now() / 1000) + 60;
+    const early = await sign({ claims: { nbf } });
+    expect((await tryConnect(port, early)).close).toBe(4401);
+  });
+
+  it("closes 4419 for a token expired at connect", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const exp = Math.floor(Date.now() / 1000) - 60;
+    const { client, close } = await tryConnect(port, await sign({ exp }));
+    expect(close).toBe(4419);
+    expect(client.closedWith).toEqual({ code: 4419, reason: "token expired" });
+  });
+
+  it("accepts a token expired within the 5 s leeway", async () => {
+    const { port } = await start({ tokenSecret: SECRET, tokenGrace: 10_000 });
+    const exp = Math.floor(Date.now() / 1000) - 2;
+    expect((await tryConnect(port, await sign({ exp }))).reply).toBe("ok");
+  });
+});
+
+describe("grants", () => {
+  it("allows subscribe on a prefix grant and an exact name only", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: grants }),
+    });
+    const subscribe = (channel: string) =>
+      errorCode(client, { type: "subscribe", channel });
+    expect(await subscribe("room:1")).toBe("ok");
+    expect(await subscribe("room:lobby:2")).toBe("ok");
+    expect(await subscribe("dm:alice")).toBe("ok");
+    expect(await subscribe("dm:alice2")).toBe("forbidden");
+    expect(await subscribe("dm:bob")).toBe("forbidden");
+    expect(await subscribe("roomy")).toBe("forbidden");
+    expect(await subscribe("other:1")).toBe("forbidden");
+  });
+
+  it("allows publish only where a publish grant matches", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: grants }),
+    });
+    const publish = (channel: string) =>
+      errorCode(client, { type: "publish", channel, data: 1 });
+    expect(await publish("room:1")).toBe("ok");
+    expect(await publish("dm:alice")).toBe("forbidden");
+    expect(await publish("other:1")).toBe("forbidden");
+  });
+
+  it("answers forbidden with a complete error frame", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: grants }),
+    });
+    const reply = await client.request({ type: "subscribe", channel: "dm:x" });
+    expect(reply).toEqual({
+      type: "error",
+      id: reply.id,
+      code: "forbidden",
+      message: "subscribe not granted",
+      temporary: false,
+    });
+  });
+
+  it("requires subscribe permission for history and presence", async () => {
+    const { port } = await start({ tokenSecret: SECRET });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: grants }),
+    });
+    expect(
+      await errorCode(client, { type: "history", channel: "dm:bob" }),
+    ).toBe("forbidden");
+    expect(
+      await errorCode(client, { type: "presence", channel: "dm:bob" }),
+    ).toBe("forbidden");
+    expect(
+      await errorCode(client, { type: "history", channel: "room:1" }),
+    ).toBe("ok");
+    expect(
+      await errorCode(client, { type: "presence", channel: "room:1" }),
+    ).toBe("ok");
+  });
+
+  it("refuses recovery without subscribe permission", async () => {
+    const { node, port } = await start({ tokenSecret: SECRET });
+    const { epoch } = await node.publish("dm:bob", { secret: 1 });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: grants }),
+    });
+    const reply = await client.request({
+      type: "subscribe",
+      channel: "dm:bob",
+      since: { epoch, offset: 0 },
+    });
+    expect(reply).toMatchObject({ type: "error", code: "forbidden" });
+    expect(reply).not.toHaveProperty("result");
+  });
+
+  it("refuses client publish where the namespace forbids it", async () => {
+    const { port } = await start({
+      tokenSecret: SECRET,
+      namespaces: { feed: { clientPublish: false } },
+    });
+    const { client } = await connectClient(port, {
+      token: await sign({ claims: { sb: { publish: ["*"] } } }),
+    });
+    expect(
+      await errorCode(client, { type: "publish", channel: "feed:1", data: 1 }),
+    ).toBe("forbidden");
+    expect(
+      await errorCode(client, { type: "publish", channel: "room:1", data: 1 }),
+    ).toBe("ok");
+  });
+});
+
+describe("anonymous connections in token mode", () => {
+  const namespaces = {
+    public: { anonymousSubscribe: true },
+    board: { anonymousSubscribe: true, anonymousPublish: true },
+  };
+
+  it("connects without a token as an anonymous client", async () => {
+    const { port } = await start({ tokenSecret: SECRET, namespaces });
+    const { result } = await connectClient(port);
+    expect(result).not.toHaveProperty("expiresIn");
+  });
+
+  it("may subscribe only where the namespace allows anonymous", async () => {
+    const { port } = await start({ tokenSecret: SECRET, namespaces });
+    const { client } = await connectClient(port);
+    const subscribe = (channel: string) =>
+      errorCode(client, { type: "subscribe", channel });
+    expect(await subscribe("public:news")).toBe("ok");
+    expect(await subscribe("board:1")).toBe("ok");
+    expect(await subscribe("room:1")).toBe("forbidden");
+    expect(await subscribe("plain")).toBe("forbidden");
+  });
+
+  it("may publish only where anonymous publish is allowed", async () => {
+    const { port } = await start({ tokenSecret: SECRET, namespaces });
+    const { client } = await connectClient(port);
+    const publish = (channel: string) =>
+      errorCode(client, { type: "publish", channel, data: 1 });
+    expect(await publish("board:1")).toBe("ok");
+    expect(await publish("public:news")).toBe("forbidden");
+    expect(await publish("room:1")).toBe("forbidden");
+  });
+});
+
+describe("open mode", () => {
+  it("refuses to listen on a non-loopback host without insecure", async () => {
+    const refused = createNode({ port: 0, host: "0.0.0.0" });
+    const error = await refused.listen().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InsecureError);
+    expect(error).toMatchObject({ code: "SB_ERR_INSECURE" });
+    await refused.close();
+  });
+
+  it("passes the open-mode check with insecure", async () => {
+    // 192.0.2.1 (TEST-NET-1) is not on this machine: the OS refuses the
+    // bind, which shows the node got past its own check without exposing
+    // a listener beyond loopback.
+    const allowed = createNode({ port: 0, host: "192.0.2.1", insecure: true });
+    const error = await allowed.listen().catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(InsecureError);
+    expect(error).toMatchObject({ code: "EADDRNOTAVAIL" });
+    await allowed.close();
+
+    const refused = createNode({ port: 0, host: "192.0.2.1" });
+    await expect(refused.listen()).rejects.toBeInstanceOf(InsecureError);
+    await refused.close();
+  });
+
+  it("passes the check on a non-loopback host in token mode", async () => {
+    const secured = createNode({
+      port: 0,
+      host: "192.0.2.1",
+      tokenSecret: SECRET,
+    });
+    const error = await secured.listen().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "EADDRNOTAVAIL" });
+    await secured.close();
+  });
+
+  it("lets an anonymous client subscribe and publish anywhere", async () => {
+    const { port } = await start();
+    const { client } = await connectClient(port);
+    expect(
+      await errorCode(client, { type: "subscribe", channel: "any:1" }),
+    ).toBe("ok");
+    expect(
+      await errorCode(client, { type: "publish", channel: "other", data: 1 }),
+    ).toBe("ok");
+  });
+
+  it("ignores a token in open mode and connects anonymously", async () => {
+    const { port } = await start();
+    const { result } = await connectClient(port, { token: "not-a-jwt" });
+    expect(result).not.toHaveProperty("expiresIn");
+  });
+});
