@@ -66,13 +66,6 @@ export class ChannelHub {
     return this.channels.size;
   }
 
-  /** Channels with local subscribers, and how many each has. */
-  *entries(): IterableIterator<[string, number]> {
-    for (const [channel, subscribers] of this.channels) {
-      yield [channel, subscribers.size];
-    }
-  }
-
   /** Delivers a publication to every local subscriber; returns how many. */
   deliver(publication: Publication): number {
     const subscribers = this.channels.get(publication.channel);

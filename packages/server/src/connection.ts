@@ -104,11 +104,6 @@ export class Connection implements Subscriber {
     return this.ws.bufferedAmount;
   }
 
-  /** Whether `connect` has succeeded and the socket is not closing. */
-  get connected(): boolean {
-    return this.phase === "connected";
-  }
-
   send(frame: Buffer | string): void {
     if (this.phase === "closing") return;
     this.ws.send(frame, TEXT);
