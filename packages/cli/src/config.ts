@@ -18,7 +18,7 @@ const EXTRA_SPECS = [
   { name: "config", description: "JSON config file" },
   {
     name: "logLevel",
-    description: "debug, info, warn or error (default info)",
+    description: "debug, info, warn, error or silent (default info)",
   },
   { name: "workers", description: "node processes (default 1)" },
 ] as const;
@@ -77,11 +77,13 @@ export function loadSettings(
       node[spec.name] = fileValue(spec.kind, file[spec.name], spec.name);
     }
   }
-  if (file.namespaces !== undefined) node.namespaces = file.namespaces;
+  if (file.namespaces !== undefined) {
+    node.namespaces = namespaces(file.namespaces, configPath ?? "");
+  }
 
   const logLevel =
     text(flags["log-level"]) ??
-    env.SWITCHBOARD_LOG_LEVEL ??
+    (env.SWITCHBOARD_LOG_LEVEL || undefined) ??
     (typeof file.logLevel === "string" ? file.logLevel : "info");
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(
@@ -89,7 +91,9 @@ export function loadSettings(
     );
   }
   const workersText =
-    text(flags.workers) ?? env.SWITCHBOARD_WORKERS ?? file.workers;
+    text(flags.workers) ??
+    (env.SWITCHBOARD_WORKERS || undefined) ??
+    file.workers;
   const workers =
     workersText === undefined
       ? 1
@@ -98,6 +102,31 @@ export function loadSettings(
     throw new UsageError("--workers above 1 needs --engine redis");
   }
   return { node: node as NodeOptions, logLevel, workers };
+}
+
+/** Namespace durations in the config file may carry units too. */
+function namespaces(value: unknown, path: string): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`config file ${path}: namespaces must be an object`);
+  }
+  return Object.fromEntries(
+    Object.entries(value).map(([name, options]) => {
+      if (typeof options !== "object" || options === null) {
+        return [name, options];
+      }
+      const parsed = { ...(options as Record<string, unknown>) };
+      for (const key of ["historyTtl", "idempotencyWindow"]) {
+        if (typeof parsed[key] === "string") {
+          parsed[key] = parseValue(
+            "duration",
+            parsed[key] as string,
+            `config namespaces.${name}.${key}`,
+          );
+        }
+      }
+      return [name, parsed];
+    }),
+  );
 }
 
 function text(value: string | boolean | undefined): string | undefined {

@@ -130,6 +130,14 @@ describe("switchboard start", () => {
     ["{not json", "not valid JSON"],
     ['{"prot": 1}', 'unknown option "prot"'],
     ['{"port": "high"}', 'config port must be an integer, got "high"'],
+    [
+      '{"namespaces": {"chat": {"historyTtl": "soon"}}}',
+      'config namespaces.chat.historyTtl must be a duration like 25s, got "soon"',
+    ],
+    [
+      '{"namespaces": {"chat": {"presence": "no"}}}',
+      "namespaces.chat.presence must be a boolean",
+    ],
   ])("refuses the config file %s with one line", async (content, reason) => {
     const path = configFile(content);
     const { code, stderr } = await run(["start", "--config", path]);

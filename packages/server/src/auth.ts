@@ -9,6 +9,7 @@ import {
   type JWTVerifyGetKey,
 } from "jose";
 
+import { ConfigError } from "./errors.js";
 import type { ResolvedNamespace, ResolvedOptions } from "./options.js";
 
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
@@ -58,7 +59,7 @@ export class TokenVerifier {
       this.key = new TextEncoder().encode(options.tokenSecret);
       this.algorithms = ["HS256"];
     } else if (options.tokenPublicKey !== undefined) {
-      const key = createPublicKey(options.tokenPublicKey);
+      const key = publicKey(options.tokenPublicKey);
       this.key = key;
       this.algorithms = key.asymmetricKeyType === "ec" ? ["ES256"] : ["RS256"];
     } else if (options.jwksUrl !== undefined) {
@@ -91,6 +92,14 @@ export class TokenVerifier {
       if (error instanceof joseErrors.JWTExpired) {
         throw new TokenError(CloseCode.TokenExpired, "token expired");
       }
+      // Keys that cannot be fetched say nothing about the token: the
+      // client may come back later instead of giving up for good.
+      if (
+        error instanceof joseErrors.JWKSTimeout ||
+        !(error instanceof joseErrors.JOSEError)
+      ) {
+        throw new TokenError(CloseCode.Unavailable, "token keys unavailable");
+      }
       throw new TokenError(CloseCode.Unauthorized, "invalid token");
     }
     return {
@@ -99,6 +108,22 @@ export class TokenVerifier {
       expiresAt: (payload.exp ?? 0) * 1000,
     };
   }
+}
+
+/** Reads a PEM public key of a type whose algorithm the node supports. */
+function publicKey(pem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch (cause) {
+    throw new ConfigError("tokenPublicKey is not a PEM public key", { cause });
+  }
+  if (key.asymmetricKeyType !== "rsa" && key.asymmetricKeyType !== "ec") {
+    throw new ConfigError(
+      `tokenPublicKey must be an RSA or EC key, got ${key.asymmetricKeyType}`,
+    );
+  }
+  return key;
 }
 
 function readGrants(claim: unknown): Grants {

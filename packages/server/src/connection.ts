@@ -99,6 +99,11 @@ export class Connection implements Subscriber {
     ws.on("close", (code) => this.closed(code));
   }
 
+  /** Whether a close has started; the socket may still drain. */
+  get closing(): boolean {
+    return this.phase === "closing";
+  }
+
   /** Unsent bytes queued for this socket. */
   get buffered(): number {
     return this.ws.bufferedAmount;
@@ -171,6 +176,8 @@ export class Connection implements Subscriber {
       );
       if (request.closeCode !== undefined) {
         this.close(request.closeCode, request.message);
+      } else if (this.phase === "new") {
+        this.close(CloseCode.BadRequest, "the first request must be connect");
       } else {
         this.send(errorFrame(request.id, request.code, request.message));
       }
@@ -470,7 +477,7 @@ export class Connection implements Subscriber {
       historyTtl: namespace.historyTtl,
       idempotencyWindow: namespace.idempotencyWindow,
     });
-    metrics.published.inc({ source: "websocket" });
+    if (!outcome.duplicate) metrics.published.inc({ source: "websocket" });
     return JSON.stringify({
       epoch: outcome.epoch,
       offset: outcome.offset,

@@ -120,13 +120,25 @@ function authorized(
 ): boolean {
   const { apiKey, trustProxy } = node.options;
   // Behind a trusted proxy the peer is loopback for every client: judge
-  // the forwarded address instead.
-  const local = isLoopback(clientAddress(request, trustProxy));
+  // the forwarded address instead. A browser on this machine is not
+  // trusted as local: it sends an Origin, and a page that rebinds its DNS
+  // name to 127.0.0.1 still sends its own name as Host.
+  const local =
+    isLoopback(clientAddress(request, trustProxy)) &&
+    request.headers.origin === undefined &&
+    isLoopback(hostName(request.headers.host ?? ""));
   if (apiKey === undefined) return local;
   if (loopbackAllowed && local) return true;
   const header = request.headers.authorization ?? "";
   const match = /^Bearer (.+)$/.exec(header);
   return match !== null && sameSecret(match[1]!, apiKey);
+}
+
+/** The name of a Host header: `[::1]:80` -> `::1`, `a:80` -> `a`. */
+function hostName(host: string): string {
+  if (host.startsWith("[")) return host.slice(1, host.indexOf("]"));
+  const colon = host.lastIndexOf(":");
+  return colon === -1 ? host : host.slice(0, colon);
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -181,8 +193,7 @@ async function publish(
   const channel = body.channel;
   if (!isValidChannel(channel)) throw badChannel();
   const key = idempotencyKey(body, request);
-  const data = checkData(node, body.data);
-  return JSON.stringify(await publishOne(node, channel, data, key));
+  return JSON.stringify(await publishOne(node, channel, body.data, key));
 }
 
 async function broadcast(
@@ -203,11 +214,10 @@ async function broadcast(
     );
   }
   const key = idempotencyKey(body, request);
-  const data = checkData(node, body.data);
   const results = await Promise.all(
     channels.map(async (channel) => ({
       channel,
-      ...(await publishOne(node, channel, data, key)),
+      ...(await publishOne(node, channel, body.data, key)),
     })),
   );
   return JSON.stringify({ results });
@@ -216,10 +226,11 @@ async function broadcast(
 async function publishOne(
   node: SwitchboardNode,
   channel: string,
-  data: Json,
+  data: unknown,
   key: string | undefined,
 ) {
-  const outcome = await node.publish(channel, data, { key });
+  if (data === undefined) throw badRequest("data is required");
+  const outcome = await node.publish(channel, data as Json, { key });
   return {
     epoch: outcome.epoch,
     offset: outcome.offset,
@@ -323,15 +334,6 @@ async function metrics(
   const { registry } = node.metrics;
   response.writeHead(200, { "Content-Type": registry.contentType });
   response.end(await registry.metrics());
-}
-
-function checkData(node: SwitchboardNode, data: unknown): Json {
-  if (data === undefined) throw badRequest("data is required");
-  const size = Buffer.byteLength(JSON.stringify(data));
-  if (size > node.options.maxMessageSize) {
-    throw tooLarge(node.options.maxMessageSize);
-  }
-  return data as Json;
 }
 
 function idempotencyKey(

@@ -8,7 +8,15 @@ import {
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 
-import { CloseCode, SUBPROTOCOL, type Json } from "@switchboard/protocol";
+import {
+  CloseCode,
+  ErrorCode,
+  SUBPROTOCOL,
+  isValidChannel,
+  isValidIdempotencyKey,
+  namespaceOf,
+  type Json,
+} from "@switchboard/protocol";
 import { WebSocketServer, type WebSocket } from "ws";
 
 import { TokenVerifier } from "./auth.js";
@@ -25,6 +33,7 @@ import type { Logger } from "./logger.js";
 import { MemoryEngine } from "./memory-engine.js";
 import { Metrics } from "./metrics.js";
 import type { NodeContext } from "./node-context.js";
+import { RequestError } from "./request-error.js";
 import {
   namespaceOptions,
   resolveOptions,
@@ -38,7 +47,6 @@ import {
   refuseUpgrade,
   type UpgradeRefusal,
 } from "./upgrade.js";
-import { namespaceOf } from "@switchboard/protocol";
 
 /** Longest pause between maintenance ticks (heartbeats, budget), ms. */
 const MAX_TICK_MS = 1_000;
@@ -143,12 +151,8 @@ export class SwitchboardNode implements NodeContext {
 
   /** Creates an HTTP server for the node and listens on host and port. */
   async listen(): Promise<{ host: string; port: number }> {
-    const { host, port, open, insecure } = this.options;
-    if (open && !insecure && !isLoopback(host)) {
-      throw new InsecureError(
-        `open mode on ${host} is refused: set a token secret or --insecure`,
-      );
-    }
+    const { host, port } = this.options;
+    this.checkOpenMode(host);
     const server = createServer();
     this.attach(server);
     await new Promise<void>((resolve, reject) => {
@@ -174,6 +178,16 @@ export class SwitchboardNode implements NodeContext {
   attach(server: Server): void {
     this.servers.push(server);
     void this.start();
+    server.on("listening", () => {
+      const address = server.address();
+      if (typeof address !== "object" || address === null) return;
+      try {
+        this.checkOpenMode(address.address);
+      } catch (error) {
+        server.close();
+        server.emit("error", error);
+      }
+    });
     server.on("upgrade", (request, socket, head) => {
       if (!this.handleUpgrade(request, socket, head)) {
         refuseUpgrade(socket, {
@@ -202,6 +216,7 @@ export class SwitchboardNode implements NodeContext {
   ): boolean {
     const path = (request.url ?? "/").split("?", 1)[0];
     if (path !== this.options.path) return false;
+    if (this.state === "idle") void this.start();
 
     socket.on("error", (error) =>
       this.logger.debug({ err: error.message }, "upgrade socket error"),
@@ -224,24 +239,58 @@ export class SwitchboardNode implements NodeContext {
 
   /** Serves the HTTP API; returns false for paths that are not its own. */
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    if (this.state === "idle") void this.start();
     return handleApiRequest(this, request, response);
   }
 
-  /** Publishes from the server side, as the HTTP API does. */
+  /**
+   * Open mode is allowed only on loopback addresses, or with `insecure`.
+   * Throws an `InsecureError` otherwise.
+   */
+  private checkOpenMode(host: string): void {
+    const { open, insecure } = this.options;
+    if (open && !insecure && !isLoopback(host)) {
+      throw new InsecureError(
+        `open mode on ${host} is refused: set a token secret or --insecure`,
+      );
+    }
+  }
+
+  /**
+   * Publishes from the server side, as the HTTP API does. Throws a
+   * `RequestError` (`bad_request`, `too_large`) for bad input.
+   */
   async publish(
     channel: string,
     data: Json,
     options: { key?: string } = {},
   ): Promise<PublishOutcome> {
+    const { maxMessageSize } = this.options;
+    if (!isValidChannel(channel)) {
+      throw new RequestError(ErrorCode.BadRequest, "invalid channel name");
+    }
+    if (options.key !== undefined && !isValidIdempotencyKey(options.key)) {
+      throw new RequestError(ErrorCode.BadRequest, "invalid key");
+    }
+    const serialized = JSON.stringify(data);
+    if (serialized === undefined) {
+      throw new RequestError(ErrorCode.BadRequest, "data is not JSON");
+    }
+    if (Buffer.byteLength(serialized) > maxMessageSize) {
+      throw new RequestError(
+        ErrorCode.TooLarge,
+        `data over ${maxMessageSize} bytes`,
+      );
+    }
     const namespace = namespaceOptions(this.options, namespaceOf(channel));
-    const outcome = await this.engine.publish(channel, JSON.stringify(data), {
+    const outcome = await this.engine.publish(channel, serialized, {
       key: options.key,
       publisher: undefined,
       historySize: namespace.historySize,
       historyTtl: namespace.historyTtl,
       idempotencyWindow: namespace.idempotencyWindow,
     });
-    this.metrics.published.inc({ source: "http" });
+    if (!outcome.duplicate) this.metrics.published.inc({ source: "http" });
     return outcome;
   }
 
@@ -437,6 +486,7 @@ export class SwitchboardNode implements NodeContext {
     for (const connection of largest) {
       if (excess <= 0) return;
       excess -= connection.buffered;
+      if (connection.closing) continue;
       this.metrics.slowConsumers.inc();
       connection.close(CloseCode.SlowConsumer, "outbound budget exceeded");
     }

@@ -382,6 +382,9 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   if (merged.engine !== "memory") {
     throw new ConfigError(`engine must be "memory", got "${merged.engine}"`);
   }
+  if (merged.port > 65_535) {
+    throw new ConfigError(`port must be at most 65535, got ${merged.port}`);
+  }
   if (!merged.path.startsWith("/")) {
     throw new ConfigError(`path must start with "/", got "${merged.path}"`);
   }
@@ -438,23 +441,47 @@ function resolveNamespaces(
     anonymousPublish: open,
     idempotencyWindow: merged.idempotencyWindow,
   };
-  const resolved = new Map<string, ResolvedNamespace>([["", base]]);
-  for (const [name, ns] of Object.entries(merged.namespaces ?? {})) {
-    if (name.includes(":")) {
-      throw new ConfigError(`namespace "${name}" must not contain ":"`);
+  const configured = merged.namespaces ?? {};
+  const fallback = { ...base, ...checkNamespace("", configured[""] ?? {}) };
+  const resolved = new Map<string, ResolvedNamespace>([["", fallback]]);
+  for (const [name, ns] of Object.entries(configured)) {
+    if (name === "") continue;
+    if (!/^[A-Za-z0-9_\-.@=/]+$/.test(name)) {
+      throw new ConfigError(`namespace "${name}" is not a channel prefix`);
     }
-    const namespace = { ...base, ...withoutUndefined(ns) };
-    for (const key of ["historySize", "historyTtl", "idempotencyWindow"]) {
-      const value = namespace[key as keyof ResolvedNamespace];
-      if (!isCount(value)) {
-        throw new ConfigError(
-          `namespaces.${name}.${key} must be a non-negative integer`,
-        );
-      }
-    }
-    resolved.set(name, namespace);
+    resolved.set(name, { ...fallback, ...checkNamespace(name, ns) });
   }
   return resolved;
+}
+
+const NAMESPACE_KINDS: Record<keyof NamespaceOptions, "count" | "boolean"> = {
+  historySize: "count",
+  historyTtl: "count",
+  idempotencyWindow: "count",
+  presence: "boolean",
+  joinLeave: "boolean",
+  clientPublish: "boolean",
+  anonymousSubscribe: "boolean",
+  anonymousPublish: "boolean",
+};
+
+function checkNamespace(name: string, ns: unknown): NamespaceOptions {
+  if (typeof ns !== "object" || ns === null || Array.isArray(ns)) {
+    throw new ConfigError(`namespaces.${name} must be an object`);
+  }
+  for (const [key, value] of Object.entries(ns)) {
+    const kind = NAMESPACE_KINDS[key as keyof NamespaceOptions];
+    if (kind === undefined) {
+      throw new ConfigError(`namespaces.${name}: unknown option "${key}"`);
+    }
+    const ok = kind === "boolean" ? typeof value === "boolean" : isCount(value);
+    if (value !== undefined && !ok) {
+      const expected =
+        kind === "boolean" ? "a boolean" : "a non-negative integer";
+      throw new ConfigError(`namespaces.${name}.${key} must be ${expected}`);
+    }
+  }
+  return withoutUndefined(ns as NamespaceOptions);
 }
 
 function checkValue(spec: OptionSpec, value: unknown): void {
@@ -505,8 +532,11 @@ function defaultMaxConnections(): number {
     const limits = readFileSync("/proc/self/limits", "utf8");
     const line = limits.split("\n").find((l) => l.startsWith("Max open files"));
     const soft = Number(line?.split(/\s{2,}/)[1]);
-    if (Number.isSafeInteger(soft) && soft > RESERVED_FILES) {
-      return soft - RESERVED_FILES;
+    if (Number.isSafeInteger(soft) && soft > 0) {
+      // A small limit keeps half for sockets rather than going negative.
+      return soft > 2 * RESERVED_FILES
+        ? soft - RESERVED_FILES
+        : Math.floor(soft / 2);
     }
   } catch {
     // Not Linux: fall through to the fixed default.

@@ -1,3 +1,6 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+
 import { SignJWT, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -133,6 +136,32 @@ describe("token verification", () => {
       expect((await tryConnect(port, hs)).close).toBe(4401);
     });
   }
+
+  it("refuses a public key of an unsupported type", async () => {
+    const { publicKey } = await generateKeyPair("EdDSA");
+    const pem = await exportSPKI(publicKey);
+    expect(() => createNode({ tokenPublicKey: pem })).toThrow(
+      "tokenPublicKey must be an RSA or EC key, got ed25519",
+    );
+  });
+
+  it("closes 4503, not 4401, when the JWKS cannot be fetched", async () => {
+    const unreachable = createServer((_request, response) => {
+      response.destroy();
+    });
+    await new Promise<void>((r) => unreachable.listen(0, "127.0.0.1", r));
+    const { port: jwksPort } = unreachable.address() as AddressInfo;
+    try {
+      const { port } = await start({
+        jwksUrl: `http://127.0.0.1:${jwksPort}/jwks.json`,
+      });
+      const { privateKey } = await generateKeyPair("RS256");
+      const token = await sign({ alg: "RS256", key: privateKey });
+      expect((await tryConnect(port, token)).close).toBe(4503);
+    } finally {
+      unreachable.close();
+    }
+  });
 
   it("closes 4401 when the audience does not match", async () => {
     const { port } = await start({

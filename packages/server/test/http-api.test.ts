@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { request as httpRequest } from "node:http";
 
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
@@ -39,6 +40,29 @@ function token(sub: string): Promise<string> {
     .setSubject(sub)
     .setExpirationTime("1h")
     .sign(new TextEncoder().encode(SECRET));
+}
+
+/** A POST over node:http, which sends the Host header it is given. */
+function rawPost(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  body: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      { host: "127.0.0.1", port, path, method: "POST", headers },
+      (response) => {
+        let text = "";
+        response.on("data", (chunk) => (text += chunk));
+        response.on("end", () =>
+          resolve({ status: response.statusCode ?? 0, body: text }),
+        );
+      },
+    );
+    request.on("error", reject);
+    request.end(JSON.stringify(body));
+  });
 }
 
 const isMessage = (channel: string) => (f: Frame) =>
@@ -330,6 +354,29 @@ describe("HTTP API key", () => {
       body: { channel: "k:open", data: 1 },
     });
     expect(answer.status).toBe(200);
+  });
+
+  it.each([
+    ["a browser Origin", { origin: "http://page.example" }],
+    ["a rebound Host name", { host: "rebound.example" }],
+  ])("answers 401 without a key to %s", async (_what, headers) => {
+    const { port } = await start();
+    const answer = await rawPost(port, "/api/publish", headers, {
+      channel: "k:browser",
+      data: 1,
+    });
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body).error.code).toBe("unauthorized");
+    const local = await rawPost(
+      port,
+      "/api/publish",
+      {},
+      {
+        channel: "k:browser",
+        data: 2,
+      },
+    );
+    expect(local.status).toBe(200);
   });
 
   it("answers 401 to a non-loopback client via a proxy", async () => {
