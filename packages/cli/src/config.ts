@@ -81,10 +81,12 @@ export function loadSettings(
     node.namespaces = namespaces(file.namespaces, configPath ?? "");
   }
 
-  const logLevel =
+  const logLevel = String(
     text(flags["log-level"]) ??
-    (env.SWITCHBOARD_LOG_LEVEL || undefined) ??
-    (typeof file.logLevel === "string" ? file.logLevel : "info");
+      (env.SWITCHBOARD_LOG_LEVEL || undefined) ??
+      file.logLevel ??
+      "info",
+  );
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(
       `log level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,

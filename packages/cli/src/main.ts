@@ -65,7 +65,8 @@ function report(error: unknown): number {
       "code" in error &&
       String(error.code).startsWith("ERR_PARSE_ARGS"));
   if (usage || error instanceof InsecureError) {
-    process.stderr.write(`switchboard: ${(error as Error).message}\n`);
+    const [line] = (error as Error).message.split("\n");
+    process.stderr.write(`switchboard: ${line}\n`);
     return 2;
   }
   const code = (error as NodeJS.ErrnoException).code;

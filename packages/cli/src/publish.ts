@@ -1,5 +1,7 @@
 import { parseArgs } from "node:util";
 
+import { isValidChannel } from "@switchboard/protocol";
+
 import { UsageError } from "./errors.js";
 
 const HELP = `Usage: switchboard publish <channel> <json> [options]
@@ -34,6 +36,11 @@ export async function publish(args: string[]): Promise<number> {
   if (channel === undefined || text === undefined || rest.length > 0) {
     throw new UsageError("usage: switchboard publish <channel> <json>");
   }
+  if (!isValidChannel(channel)) {
+    throw new UsageError(
+      `channel must be 1-200 characters of A-Za-z0-9_-:.@=/, got "${channel}"`,
+    );
+  }
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -46,14 +53,26 @@ export async function publish(args: string[]): Promise<number> {
   const base =
     values.url ?? process.env.SWITCHBOARD_URL ?? "http://127.0.0.1:8080";
   const apiKey = values["api-key"] ?? process.env.SWITCHBOARD_API_KEY;
-  const response = await fetch(new URL("/api/publish", httpUrl(base)), {
-    method: "POST",
-    headers: {
-      "Content-Type": "application/json",
-      ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}),
-    },
-    body: JSON.stringify({ channel, data, key: values.key }),
-  });
+  const url = new URL("/api/publish", httpUrl(base));
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}),
+      },
+      body: JSON.stringify({ channel, data, key: values.key }),
+    });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } })
+      .cause;
+    const reason = cause?.code ?? cause?.message ?? String(error);
+    process.stderr.write(
+      `publish failed: cannot reach ${url.origin} (${reason})\n`,
+    );
+    return 1;
+  }
   const body = await response.text();
   if (!response.ok) {
     const reason = errorMessage(body) ?? response.statusText;

@@ -80,11 +80,20 @@ export function decodeRequest(text: string): Request | ProtocolError {
   if (typeof type !== "string" || !Object.hasOwn(VALIDATORS, type)) {
     return new ProtocolError(
       ErrorCode.BadRequest,
-      `unknown request type ${JSON.stringify(type) ?? "undefined"}`,
+      typeof type === "string"
+        ? `unknown request type ${JSON.stringify(type.slice(0, 32))}`
+        : `type must be a string, got ${describe(type)}`,
       id,
     );
   }
   return VALIDATORS[type as RequestType](fields, id) ?? (frame as Request);
+}
+
+/** Names a value's kind without serializing it: it may nest deeply. */
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : typeof value;
 }
 
 function fatal(message: string): ProtocolError {

@@ -46,3 +46,15 @@ export type {
   UnsubscribeRequest,
   UnsubscribedPush,
 } from "./messages.js";
+export {
+  META_PATTERN,
+  PRESENCE_ADD_SCRIPT,
+  PRESENCE_REMOVE_SCRIPT,
+  PUBLISH_SCRIPT,
+  READ_SCRIPT,
+  REDIS_SCHEMA,
+  channelKeys,
+  decodeTopicPayload,
+  topicChannel,
+} from "./redis-schema.js";
+export type { ChannelKeys, TopicPayload } from "./redis-schema.js";

@@ -34,10 +34,24 @@ import { namespaceOptions, type ResolvedNamespace } from "./options.js";
 import { RateLimiter } from "./rate-limit.js";
 import { RequestError } from "./request-error.js";
 import { recover } from "./recovery.js";
-import { closeReason, errorFrame, okFrame, publicationsJson } from "./wire.js";
+import {
+  closeReason,
+  errorFrame,
+  firstBytes,
+  okFrame,
+  publicationsJson,
+  serialize,
+} from "./wire.js";
 
 /** A socket that does not leave after its close frame is cut, ms. */
 const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * Requests of one connection handled at a time; more wait, and the socket
+ * stops being read, so one client cannot make the node build replies
+ * faster than it reads them.
+ */
+const MAX_IN_FLIGHT = 16;
 
 /** Frames go out as text also when the hub hands over a shared buffer. */
 const TEXT = { binary: false } as const;
@@ -66,7 +80,9 @@ export class Connection implements Subscriber {
   private phase: Phase = "new";
   /** The code this side closed with, if it did. */
   private closedWith: number | undefined;
+  /** Requests waiting for `connect` or for a free in-flight slot. */
   private queued: Request[] = [];
+  private inFlight = 0;
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly limiter: RateLimiter;
   private connectTimer: NodeJS.Timeout | undefined;
@@ -164,6 +180,19 @@ export class Connection implements Subscriber {
   }
 
   private receive(data: Buffer, isBinary: boolean): void {
+    try {
+      this.handleFrame(data, isBinary);
+    } catch (error) {
+      // A bug here must cost this connection, never the node.
+      this.node.logger.error(
+        { connId: this.id, err: String(error) },
+        "frame handling failed",
+      );
+      this.close(CloseCode.InternalError, "internal error");
+    }
+  }
+
+  private handleFrame(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
       this.close(CloseCode.UnsupportedData, "binary frames are not accepted");
       return;
@@ -194,14 +223,33 @@ export class Connection implements Subscriber {
         void this.run(request, () => this.connect(request));
         return;
       case "connecting":
-        this.queued.push(request);
+        this.wait(request);
         return;
       case "connected":
-        this.dispatch(request);
+        if (this.inFlight >= MAX_IN_FLIGHT || this.queued.length > 0) {
+          this.wait(request);
+        } else {
+          this.dispatch(request);
+        }
         return;
       case "closing":
         return;
     }
+  }
+
+  /** Queues a request and stops reading the socket until it drains. */
+  private wait(request: Request): void {
+    this.queued.push(request);
+    this.ws.pause();
+  }
+
+  /** Dispatches queued requests while slots are free, in order. */
+  private pump(): void {
+    if (this.phase !== "connected") return;
+    while (this.queued.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
+      this.dispatch(this.queued.shift()!);
+    }
+    if (this.queued.length === 0) this.ws.resume();
   }
 
   private dispatch(request: Request): void {
@@ -238,11 +286,15 @@ export class Connection implements Subscriber {
     request: Request,
     handler: () => Promise<string | undefined>,
   ): Promise<void> {
+    this.inFlight += 1;
     try {
       const result = await handler();
       this.send(okFrame(request.id, result));
     } catch (error) {
       this.reject(request, error);
+    } finally {
+      this.inFlight -= 1;
+      this.pump();
     }
   }
 
@@ -287,7 +339,6 @@ export class Connection implements Subscriber {
     clearTimeout(this.connectTimer);
     this.phase = "connected";
     this.armExpiry();
-    queueMicrotask(() => this.flushQueued());
 
     return JSON.stringify({
       client: this.id,
@@ -308,13 +359,6 @@ export class Connection implements Subscriber {
     });
   }
 
-  /** Requests that arrived before `connect` was answered, in order. */
-  private flushQueued(): void {
-    const queued = this.queued;
-    this.queued = [];
-    for (const request of queued) this.dispatch(request);
-  }
-
   /**
    * Subscribes in the steps of DESIGN.md's Guarantees. The reply goes out
    * before any message of the channel, then held messages, then live ones.
@@ -325,18 +369,23 @@ export class Connection implements Subscriber {
       this.reject(request, subscription);
       return;
     }
-    let result: string;
+    this.inFlight += 1;
     try {
-      result = await this.prepareSubscription(request, subscription);
+      const result = await this.prepareSubscription(request, subscription);
+      this.send(okFrame(request.id, result));
+      // An unsubscribe (or the close) that came meanwhile has ended it.
+      if (this.subscriptions.get(request.channel) === subscription) {
+        this.goLive(subscription);
+      }
     } catch (error) {
       if (this.subscriptions.get(request.channel) === subscription) {
         this.dropSubscription(request.channel);
       }
       this.reject(request, error);
-      return;
+    } finally {
+      this.inFlight -= 1;
+      this.pump();
     }
-    this.send(okFrame(request.id, result));
-    this.goLive(subscription);
   }
 
   /** Step 1: checks the request and starts holding live messages. */
@@ -393,6 +442,11 @@ export class Connection implements Subscriber {
       });
       if (subscription.presence) {
         await engine.addPresence(subscription.presence);
+        // Ended while the entry was being added: take it back, or it
+        // would outlive the subscription.
+        if (this.subscriptions.get(channel) !== subscription) {
+          await engine.removePresence(subscription.presence, 0);
+        }
       }
     } catch (error) {
       this.node.logger.warn(
@@ -463,7 +517,7 @@ export class Connection implements Subscriber {
     }
     this.checkRate();
 
-    const data = JSON.stringify(request.data);
+    const data = serialize(request.data);
     if (tooLarge(data, options.maxMessageSize)) {
       throw new RequestError(
         ErrorCode.TooLarge,
@@ -543,9 +597,10 @@ export class Connection implements Subscriber {
       limit,
       reverse: request.reverse === true,
     });
+    const page = firstBytes(read.publications, options.outboundBufferLimit / 2);
     return (
       `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
-      `"publications":${publicationsJson(read.publications)}}`
+      `"publications":${publicationsJson(page)}}`
     );
   }
 

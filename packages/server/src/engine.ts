@@ -77,6 +77,11 @@ export interface PresenceList {
 export interface EngineHandlers {
   publication(publication: Publication): void;
   presence(event: PresenceEvent): void;
+  /**
+   * Messages of the channel were lost and cannot be read back: local
+   * subscribers must resubscribe and recover, or learn they cannot.
+   */
+  insufficient(channel: string): void;
 }
 
 /**

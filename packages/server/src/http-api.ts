@@ -12,7 +12,7 @@ import {
 import type { SwitchboardNode } from "./node.js";
 import { RequestError } from "./request-error.js";
 import { clientAddress, isLoopback } from "./upgrade.js";
-import { publicationsJson } from "./wire.js";
+import { firstBytes, publicationsJson } from "./wire.js";
 
 /** Most channels one broadcast may name. */
 const MAX_BROADCAST_CHANNELS = 1000;
@@ -55,7 +55,13 @@ export function handleApiRequest(
   request: IncomingMessage,
   response: ServerResponse,
 ): boolean {
-  const url = new URL(request.url ?? "/", "http://localhost");
+  let url: URL;
+  try {
+    url = new URL(request.url ?? "/", "http://localhost");
+  } catch {
+    sendError(response, new RequestError(ErrorCode.BadRequest, "bad URL"));
+    return true;
+  }
   const path = url.pathname;
   if (path === "/healthz") {
     sendJson(response, 200, '{"status":"ok"}');
@@ -258,9 +264,13 @@ async function history(
     epoch !== null && offset !== undefined ? { epoch, offset } : undefined;
   const reverse = ["true", "1"].includes(query.get("reverse") ?? "");
   const read = await node.engine.read(channel, { since, limit, reverse });
+  const page = firstBytes(
+    read.publications,
+    node.options.outboundBufferLimit / 2,
+  );
   return (
     `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
-    `"publications":${publicationsJson(read.publications)}}`
+    `"publications":${publicationsJson(page)}}`
   );
 }
 

@@ -15,10 +15,27 @@ import type {
 /** How often idle channels and expired keys are swept away, ms. */
 const SWEEP_INTERVAL_MS = 5_000;
 
+/**
+ * Estimated bytes an entry or a remembered key costs beyond its strings:
+ * the objects, map slots and references that hold it.
+ */
+const ENTRY_OVERHEAD = 160;
+
+/** Idempotency keys may take at most this share of the budget. */
+const KEY_SHARE = 0.25;
+
 /** Options of the memory engine. */
 export interface MemoryEngineOptions {
-  /** Bytes of history kept in all; the least recently published go first. */
+  /**
+   * Estimated bytes of history and idempotency keys kept in all; the
+   * least recently published history and the oldest keys go first.
+   */
   historyBudget: number;
+}
+
+/** What storing a publication costs, estimated. */
+function entryCost(publication: Publication): number {
+  return publication.data.length + ENTRY_OVERHEAD;
 }
 
 interface Lingering {
@@ -32,8 +49,11 @@ function lingerKey(entry: PresenceEntry): string {
 }
 
 interface RememberedKey {
+  readonly key: string;
+  readonly stream: Stream;
   readonly outcome: PublishOutcome;
   readonly expiresAt: number;
+  readonly cost: number;
 }
 
 /** One channel's position, history ring and idempotency keys. */
@@ -56,7 +76,7 @@ class Stream {
   trim(count: number): number {
     let freed = 0;
     for (const entry of this.entries.splice(0, count)) {
-      freed += entry.data.length;
+      freed += entryCost(entry);
     }
     this.bytes -= freed;
     return freed;
@@ -83,6 +103,9 @@ export class MemoryEngine implements Engine {
   private handlers: EngineHandlers | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private historyBytes = 0;
+  /** Every remembered key, oldest first, for the key share of the budget. */
+  private readonly keyOrder = new Set<RememberedKey>();
+  private keyBytes = 0;
 
   constructor(private readonly options: MemoryEngineOptions) {}
 
@@ -129,10 +152,13 @@ export class MemoryEngine implements Engine {
       duplicate: false,
     };
     if (options.key) {
-      stream.keys.set(options.key, {
+      this.remember(
+        channel,
+        stream,
+        options.key,
         outcome,
-        expiresAt: now + options.idempotencyWindow,
-      });
+        now + options.idempotencyWindow,
+      );
     }
     this.handlers?.publication(publication);
     return outcome;
@@ -269,22 +295,58 @@ export class MemoryEngine implements Engine {
       return;
     }
     stream.entries.push(publication);
-    stream.bytes += publication.data.length;
-    this.historyBytes += publication.data.length;
+    stream.bytes += entryCost(publication);
+    this.historyBytes += entryCost(publication);
     stream.expiresAt = now + options.historyTtl;
 
     const excess = stream.entries.length - options.historySize;
     if (excess > 0) this.historyBytes -= stream.trim(excess);
-    if (this.historyBytes > this.options.historyBudget) this.evict();
+    if (this.historyBytes + this.keyBytes > this.options.historyBudget) {
+      this.evict();
+    }
+  }
+
+  /** Remembers a key's outcome, dropping the oldest keys over their share. */
+  private remember(
+    channel: string,
+    stream: Stream,
+    key: string,
+    outcome: PublishOutcome,
+    expiresAt: number,
+  ): void {
+    const stale = stream.keys.get(key);
+    if (stale) this.forget(stale);
+    const remembered: RememberedKey = {
+      key,
+      stream,
+      outcome,
+      expiresAt,
+      cost: key.length + channel.length + ENTRY_OVERHEAD,
+    };
+    stream.keys.set(key, remembered);
+    this.keyOrder.add(remembered);
+    this.keyBytes += remembered.cost;
+    const share = this.options.historyBudget * KEY_SHARE;
+    for (const oldest of this.keyOrder) {
+      if (this.keyBytes <= share) break;
+      this.forget(oldest);
+    }
+  }
+
+  private forget(remembered: RememberedKey): void {
+    remembered.stream.keys.delete(remembered.key);
+    this.keyOrder.delete(remembered);
+    this.keyBytes -= remembered.cost;
   }
 
   /** Trims the least recently published channels until under budget. */
   private evict(): void {
+    const room = this.options.historyBudget - this.keyBytes;
     for (const stream of this.streams.values()) {
-      if (this.historyBytes <= this.options.historyBudget) return;
+      if (this.historyBytes <= room) return;
       while (stream.entries.length > 0) {
         this.historyBytes -= stream.trim(1);
-        if (this.historyBytes <= this.options.historyBudget) return;
+        if (this.historyBytes <= room) return;
       }
     }
   }
@@ -294,8 +356,8 @@ export class MemoryEngine implements Engine {
     const now = Date.now();
     for (const [channel, stream] of this.streams) {
       this.historyBytes -= stream.expire(now);
-      for (const [key, remembered] of stream.keys) {
-        if (remembered.expiresAt <= now) stream.keys.delete(key);
+      for (const remembered of stream.keys.values()) {
+        if (remembered.expiresAt <= now) this.forget(remembered);
       }
       const idle =
         stream.entries.length === 0 &&

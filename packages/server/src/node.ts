@@ -32,8 +32,10 @@ import { handleApiRequest } from "./http-api.js";
 import type { Logger } from "./logger.js";
 import { MemoryEngine } from "./memory-engine.js";
 import { Metrics } from "./metrics.js";
+import { RedisEngine } from "./redis-engine.js";
 import type { NodeContext } from "./node-context.js";
 import { RequestError } from "./request-error.js";
+import { serialize } from "./wire.js";
 import {
   namespaceOptions,
   resolveOptions,
@@ -89,14 +91,13 @@ export class SwitchboardNode implements NodeContext {
   private readonly servers: Server[] = [];
   private ticker: NodeJS.Timeout | undefined;
   private emptied: (() => void) | undefined;
+  private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(options: NodeOptions = {}) {
     this.options = resolveOptions(options);
     this.logger = this.options.logger;
-    this.engine = new MemoryEngine({
-      historyBudget: this.options.historyBudget,
-    });
+    this.engine = createEngine(this.options);
     this.verifier = new TokenVerifier(this.options);
     this.metrics = new Metrics({
       connections: () => this.connections.size,
@@ -122,9 +123,16 @@ export class SwitchboardNode implements NodeContext {
     return this.state === "running";
   }
 
-  /** Starts the engine and timers; `listen` and `attach` call it. */
-  async start(): Promise<void> {
-    if (this.state !== "idle") return;
+  /**
+   * Starts the engine and timers, once; `listen`, `attach` and the first
+   * upgrade or request call it.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.boot();
+    return this.starting;
+  }
+
+  private async boot(): Promise<void> {
     this.state = "running";
     await this.engine.start({
       publication: (publication) => {
@@ -133,6 +141,7 @@ export class SwitchboardNode implements NodeContext {
       },
       presence: (event) =>
         this.hub.announce(event, this.options.joinLeaveMaxMembers),
+      insufficient: (channel) => this.insufficient(channel),
     });
     const { heartbeat, pongTimeout } = this.options;
     const tick = Math.min(
@@ -153,6 +162,7 @@ export class SwitchboardNode implements NodeContext {
   async listen(): Promise<{ host: string; port: number }> {
     const { host, port } = this.options;
     this.checkOpenMode(host);
+    await this.start();
     const server = createServer();
     this.attach(server);
     await new Promise<void>((resolve, reject) => {
@@ -272,10 +282,7 @@ export class SwitchboardNode implements NodeContext {
     if (options.key !== undefined && !isValidIdempotencyKey(options.key)) {
       throw new RequestError(ErrorCode.BadRequest, "invalid key");
     }
-    const serialized = JSON.stringify(data);
-    if (serialized === undefined) {
-      throw new RequestError(ErrorCode.BadRequest, "data is not JSON");
-    }
+    const serialized = serialize(data);
     if (Buffer.byteLength(serialized) > maxMessageSize) {
       throw new RequestError(
         ErrorCode.TooLarge,
@@ -292,6 +299,19 @@ export class SwitchboardNode implements NodeContext {
     });
     if (!outcome.duplicate) this.metrics.published.inc({ source: "http" });
     return outcome;
+  }
+
+  /** Tells every local subscriber of `channel` to resubscribe and recover. */
+  private insufficient(channel: string): void {
+    this.logger.warn({ channel }, "stream cannot be vouched for");
+    for (const connection of this.connections) {
+      connection.endSubscription(
+        channel,
+        "insufficient_state",
+        "messages were lost; resubscribe to recover",
+        true,
+      );
+    }
   }
 
   /**
@@ -504,6 +524,18 @@ function sleep(ms: number): Promise<void> {
 
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function createEngine(options: ResolvedOptions): Engine {
+  if (options.engine === "redis") {
+    return new RedisEngine({
+      url: options.redisUrl,
+      historyMetaTtl: options.historyMetaTtl,
+      unsubscribeLinger: options.unsubscribeLinger,
+      logger: options.logger,
+    });
+  }
+  return new MemoryEngine({ historyBudget: options.historyBudget });
 }
 
 /** Creates a node; call `listen()` or `attach(server)` to serve. */

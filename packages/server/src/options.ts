@@ -48,8 +48,18 @@ export interface NodeOptions {
   tokenIssuer?: string;
   /** Allow open mode on a non-loopback address. @default false */
   insecure?: boolean;
-  /** @default "memory" */
-  engine?: "memory";
+  /**
+   * `memory`: one process, no dependencies. `redis`: nodes share positions,
+   * history, fan-out and presence through Redis at `redisUrl`.
+   * @default "memory"
+   */
+  engine?: "memory" | "redis";
+  /** Redis URL of the redis engine. @default "redis://127.0.0.1:6379" */
+  redisUrl?: string;
+  /** How long a channel's position outlives its last publish (redis). */
+  historyMetaTtl?: number;
+  /** Time a node keeps a channel's topic after its last local leave. */
+  unsubscribeLinger?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -151,7 +161,18 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "boolean",
     description: "allow open mode on a non-loopback address",
   },
-  { name: "engine", kind: "string", description: "engine: memory" },
+  { name: "engine", kind: "string", description: "engine: memory or redis" },
+  { name: "redisUrl", kind: "string", description: "Redis URL (redis engine)" },
+  {
+    name: "historyMetaTtl",
+    kind: "duration",
+    description: "position kept after the last publish (redis)",
+  },
+  {
+    name: "unsubscribeLinger",
+    kind: "duration",
+    description: "topic kept after the last local subscriber (redis)",
+  },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
     name: "allowedOrigins",
@@ -310,6 +331,9 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   path: "/ws",
   insecure: false,
   engine: "memory",
+  redisUrl: "redis://127.0.0.1:6379",
+  historyMetaTtl: 7 * 24 * 3_600_000,
+  unsubscribeLinger: 5_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -379,8 +403,21 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   for (const spec of OPTION_SPECS) {
     checkValue(spec, merged[spec.name]);
   }
-  if (merged.engine !== "memory") {
-    throw new ConfigError(`engine must be "memory", got "${merged.engine}"`);
+  for (const name of ["frameLimit", "maxMessageSize", "pongTimeout"] as const) {
+    if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
+  }
+  if (
+    merged.jwksUrl !== undefined &&
+    !/^https?:\/\/[^/]/.test(merged.jwksUrl)
+  ) {
+    throw new ConfigError(
+      `jwksUrl must be an http(s) URL, got "${merged.jwksUrl}"`,
+    );
+  }
+  if (merged.engine !== "memory" && merged.engine !== "redis") {
+    throw new ConfigError(
+      `engine must be "memory" or "redis", got "${merged.engine}"`,
+    );
   }
   if (merged.port > 65_535) {
     throw new ConfigError(`port must be at most 65535, got ${merged.port}`);
@@ -404,7 +441,6 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
 
   return {
     ...merged,
-    engine: "memory",
     apiKey: merged.apiKey,
     tokenSecret: merged.tokenSecret,
     tokenPublicKey: readKey(merged.tokenPublicKey),
@@ -484,8 +520,23 @@ function checkNamespace(name: string, ns: unknown): NamespaceOptions {
   return withoutUndefined(ns as NamespaceOptions);
 }
 
+/** setTimeout's largest delay: longer ones fire at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
 function checkValue(spec: OptionSpec, value: unknown): void {
   if (value === undefined) return;
+  if (spec.kind === "string" && value === "") {
+    throw new ConfigError(`${spec.name} must not be empty`);
+  }
+  if (
+    spec.kind === "duration" &&
+    typeof value === "number" &&
+    value > MAX_DURATION_MS
+  ) {
+    throw new ConfigError(
+      `${spec.name} must be at most ${MAX_DURATION_MS} ms (about 24 days)`,
+    );
+  }
   const ok =
     spec.kind === "string"
       ? typeof value === "string"

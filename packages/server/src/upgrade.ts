@@ -92,5 +92,9 @@ function normalize(address: string): string {
 /** Whether an address or host name stays on this machine. */
 export function isLoopback(address: string): boolean {
   const plain = normalize(address);
-  return plain === "localhost" || plain === "::1" || plain.startsWith("127.");
+  return (
+    plain === "localhost" ||
+    plain === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(plain)
+  );
 }

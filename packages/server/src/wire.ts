@@ -1,10 +1,11 @@
 import {
+  ErrorCode,
   MAX_CLOSE_REASON_BYTES,
   isTemporaryError,
-  type ErrorCode,
 } from "@switchboard/protocol";
 
 import type { Publication } from "./engine.js";
+import { RequestError } from "./request-error.js";
 
 /**
  * Server frames are built as strings around already-serialized parts, so
@@ -59,4 +60,37 @@ export function closeReason(reason: string): string {
     cut = cut.slice(0, -1);
   }
   return cut;
+}
+
+/**
+ * Serializes `data` once, for storing and sending as is. Data nested too
+ * deeply to serialize is a bad request, not a failure of the node.
+ */
+export function serialize(data: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(data);
+  } catch {
+    throw new RequestError(ErrorCode.BadRequest, "data cannot be serialized");
+  }
+  if (text === undefined) {
+    throw new RequestError(ErrorCode.BadRequest, "data is not JSON");
+  }
+  return text;
+}
+
+/**
+ * The leading publications whose data fits in `maxBytes`, at least one,
+ * so a page of history never outgrows the connection's buffer.
+ */
+export function firstBytes(
+  publications: readonly Publication[],
+  maxBytes: number,
+): readonly Publication[] {
+  let bytes = 0;
+  for (let i = 0; i < publications.length; i++) {
+    bytes += publications[i]!.data.length;
+    if (bytes > maxBytes) return publications.slice(0, Math.max(1, i));
+  }
+  return publications;
 }

@@ -1,55 +1,29 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 
-import { SignJWT, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
+import { exportSPKI, generateKeyPair, type CryptoKey } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
+import { InsecureError, createNode } from "../src/index.js";
 import {
-  InsecureError,
-  createNode,
-  type NodeOptions,
-  type SwitchboardNode,
-} from "../src/index.js";
-import {
-  connectClient,
-  openClient,
-  terminateAll,
-  type TestClient,
-} from "./client-helpers.js";
+  TestClient,
+  mintToken,
+  startNode,
+  stopAll,
+  type TokenClaims,
+} from "./helpers.js";
 
 const SECRET = "auth-test-secret-0123456789abcdef0123";
-const secretKey = new TextEncoder().encode(SECRET);
 
-let node: SwitchboardNode | undefined;
+afterEach(stopAll);
 
-async function start(options: NodeOptions = {}) {
-  node = createNode({ port: 0, ...options });
-  const { port } = await node.listen();
-  return { node, port };
-}
-
-afterEach(async () => {
-  terminateAll();
-  await node?.close();
-  node = undefined;
-});
-
-interface TokenOptions {
-  readonly claims?: JWTPayload;
-  readonly sub?: string | null;
-  readonly exp?: number | string | null;
-  readonly alg?: string;
-  readonly key?: CryptoKey | Uint8Array;
-}
-
-function sign(options: TokenOptions = {}): Promise<string> {
-  const alg = options.alg ?? "HS256";
-  let jwt = new SignJWT(options.claims ?? {})
-    .setProtectedHeader({ alg })
-    .setIssuedAt();
-  if (options.sub !== null) jwt = jwt.setSubject(options.sub ?? "alice");
-  if (options.exp !== null) jwt = jwt.setExpirationTime(options.exp ?? "1h");
-  return jwt.sign(options.key ?? secretKey);
+/** A token for alice, signed with SECRET unless another key is given. */
+function sign(
+  claims: TokenClaims = {},
+  key: string | CryptoKey = SECRET,
+  alg?: string,
+): Promise<string> {
+  return mintToken(key, { sub: "alice", ...claims }, alg);
 }
 
 /** Sends `connect` with `token`; resolves with the reply or the close. */
@@ -57,12 +31,12 @@ async function tryConnect(
   port: number,
   token: string | undefined,
 ): Promise<{ client: TestClient; reply?: string; close?: number }> {
-  const client = await openClient(port);
+  const client = await TestClient.open(port);
   const reply = await client
-    .request({ type: "connect", token })
+    .request("connect", { token })
     .catch(() => undefined);
   if (reply) return { client, reply: reply.type };
-  return { client, close: (await client.waitClosed()).code };
+  return { client, close: (await client.waitForClose()).code };
 }
 
 const grants = {
@@ -71,33 +45,34 @@ const grants = {
 
 async function errorCode(
   client: TestClient,
-  frame: object,
+  type: string,
+  fields: Record<string, unknown>,
 ): Promise<string | undefined> {
-  const reply = await client.request(frame);
+  const reply = await client.request(type, fields);
   return reply.type === "ok" ? "ok" : (reply.code as string);
 }
 
 describe("token verification", () => {
   it("accepts an HS256 token signed with tokenSecret", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const exp = Math.floor(Date.now() / 1000) + 600;
-    const { result } = await connectClient(port, {
+    const { connectResult } = await TestClient.connect(port, {
       token: await sign({ exp }),
     });
-    const expiresIn = result.expiresIn as number;
+    const expiresIn = connectResult?.expiresIn as number;
     expect(expiresIn).toBeGreaterThan(590_000);
     expect(expiresIn).toBeLessThanOrEqual(600_000);
   });
 
   it("closes 4401 for an HS256 token with another secret", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const token = await sign({ key: new TextEncoder().encode(`${SECRET}!`) });
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const token = await sign({}, `${SECRET}!`);
     const { close } = await tryConnect(port, token);
     expect(close).toBe(4401);
   });
 
   it("closes 4401 for an unsigned token (alg none)", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const encode = (value: object) =>
       Buffer.from(JSON.stringify(value)).toString("base64url");
     const exp = Math.floor(Date.now() / 1000) + 600;
@@ -109,30 +84,28 @@ describe("token verification", () => {
   });
 
   it("closes 4401 for a token without sub or exp", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    expect((await tryConnect(port, await sign({ sub: null }))).close).toBe(
-      4401,
-    );
-    expect((await tryConnect(port, await sign({ exp: null }))).close).toBe(
-      4401,
-    );
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const noSub = await mintToken(SECRET);
+    expect((await tryConnect(port, noSub)).close).toBe(4401);
+    const noExp = await sign({ exp: null });
+    expect((await tryConnect(port, noExp)).close).toBe(4401);
   });
 
   for (const alg of ["RS256", "ES256"] as const) {
     it(`accepts an ${alg} token verified with tokenPublicKey`, async () => {
       const { publicKey, privateKey } = await generateKeyPair(alg);
-      const { port } = await start({
+      const { port } = await startNode({
         tokenPublicKey: await exportSPKI(publicKey),
       });
-      const { result } = await connectClient(port, {
-        token: await sign({ alg, key: privateKey }),
+      const { connectResult } = await TestClient.connect(port, {
+        token: await sign({}, privateKey, alg),
       });
-      expect(typeof result.client).toBe("string");
+      expect(typeof connectResult?.client).toBe("string");
 
       const other = await generateKeyPair(alg);
-      const forged = await sign({ alg, key: other.privateKey });
+      const forged = await sign({}, other.privateKey, alg);
       expect((await tryConnect(port, forged)).close).toBe(4401);
-      const hs = await sign({ key: secretKey });
+      const hs = await sign();
       expect((await tryConnect(port, hs)).close).toBe(4401);
     });
   }
@@ -152,11 +125,11 @@ describe("token verification", () => {
     await new Promise<void>((r) => unreachable.listen(0, "127.0.0.1", r));
     const { port: jwksPort } = unreachable.address() as AddressInfo;
     try {
-      const { port } = await start({
+      const { port } = await startNode({
         jwksUrl: `http://127.0.0.1:${jwksPort}/jwks.json`,
       });
       const { privateKey } = await generateKeyPair("RS256");
-      const token = await sign({ alg: "RS256", key: privateKey });
+      const token = await sign({}, privateKey, "RS256");
       expect((await tryConnect(port, token)).close).toBe(4503);
     } finally {
       unreachable.close();
@@ -164,38 +137,38 @@ describe("token verification", () => {
   });
 
   it("closes 4401 when the audience does not match", async () => {
-    const { port } = await start({
+    const { port } = await startNode({
       tokenSecret: SECRET,
       tokenAudience: "switchboard",
     });
-    const wrong = await sign({ claims: { aud: "other" } });
+    const wrong = await sign({ aud: "other" });
     expect((await tryConnect(port, wrong)).close).toBe(4401);
     const missing = await sign();
     expect((await tryConnect(port, missing)).close).toBe(4401);
-    const right = await sign({ claims: { aud: "switchboard" } });
+    const right = await sign({ aud: "switchboard" });
     expect((await tryConnect(port, right)).reply).toBe("ok");
   });
 
   it("closes 4401 when the issuer does not match", async () => {
-    const { port } = await start({
+    const { port } = await startNode({
       tokenSecret: SECRET,
       tokenIssuer: "https://app.example",
     });
-    const wrong = await sign({ claims: { iss: "https://evil.example" } });
+    const wrong = await sign({ iss: "https://evil.example" });
     expect((await tryConnect(port, wrong)).close).toBe(4401);
-    const right = await sign({ claims: { iss: "https://app.example" } });
+    const right = await sign({ iss: "https://app.example" });
     expect((await tryConnect(port, right)).reply).toBe("ok");
   });
 
   it("closes 4401 for a token not valid before a later time", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const nbf = Math.floor(Date.now() / 1000) + 60;
-    const early = await sign({ claims: { nbf } });
+    const early = await sign({ nbf });
     expect((await tryConnect(port, early)).close).toBe(4401);
   });
 
   it("closes 4419 for a token expired at connect", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const exp = Math.floor(Date.now() / 1000) - 60;
     const { client, close } = await tryConnect(port, await sign({ exp }));
     expect(close).toBe(4419);
@@ -203,7 +176,10 @@ describe("token verification", () => {
   });
 
   it("accepts a token expired within the 5 s leeway", async () => {
-    const { port } = await start({ tokenSecret: SECRET, tokenGrace: 10_000 });
+    const { port } = await startNode({
+      tokenSecret: SECRET,
+      tokenGrace: 10_000,
+    });
     const exp = Math.floor(Date.now() / 1000) - 2;
     expect((await tryConnect(port, await sign({ exp }))).reply).toBe("ok");
   });
@@ -211,12 +187,12 @@ describe("token verification", () => {
 
 describe("grants", () => {
   it("allows subscribe on a prefix grant and an exact name only", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: grants }),
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const client = await TestClient.connect(port, {
+      token: await sign(grants),
     });
     const subscribe = (channel: string) =>
-      errorCode(client, { type: "subscribe", channel });
+      errorCode(client, "subscribe", { channel });
     expect(await subscribe("room:1")).toBe("ok");
     expect(await subscribe("room:lobby:2")).toBe("ok");
     expect(await subscribe("dm:alice")).toBe("ok");
@@ -227,23 +203,23 @@ describe("grants", () => {
   });
 
   it("allows publish only where a publish grant matches", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: grants }),
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const client = await TestClient.connect(port, {
+      token: await sign(grants),
     });
     const publish = (channel: string) =>
-      errorCode(client, { type: "publish", channel, data: 1 });
+      errorCode(client, "publish", { channel, data: 1 });
     expect(await publish("room:1")).toBe("ok");
     expect(await publish("dm:alice")).toBe("forbidden");
     expect(await publish("other:1")).toBe("forbidden");
   });
 
   it("answers forbidden with a complete error frame", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: grants }),
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const client = await TestClient.connect(port, {
+      token: await sign(grants),
     });
-    const reply = await client.request({ type: "subscribe", channel: "dm:x" });
+    const reply = await client.request("subscribe", { channel: "dm:x" });
     expect(reply).toEqual({
       type: "error",
       id: reply.id,
@@ -254,32 +230,31 @@ describe("grants", () => {
   });
 
   it("requires subscribe permission for history and presence", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: grants }),
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const client = await TestClient.connect(port, {
+      token: await sign(grants),
     });
-    expect(
-      await errorCode(client, { type: "history", channel: "dm:bob" }),
-    ).toBe("forbidden");
-    expect(
-      await errorCode(client, { type: "presence", channel: "dm:bob" }),
-    ).toBe("forbidden");
-    expect(
-      await errorCode(client, { type: "history", channel: "room:1" }),
-    ).toBe("ok");
-    expect(
-      await errorCode(client, { type: "presence", channel: "room:1" }),
-    ).toBe("ok");
+    expect(await errorCode(client, "history", { channel: "dm:bob" })).toBe(
+      "forbidden",
+    );
+    expect(await errorCode(client, "presence", { channel: "dm:bob" })).toBe(
+      "forbidden",
+    );
+    expect(await errorCode(client, "history", { channel: "room:1" })).toBe(
+      "ok",
+    );
+    expect(await errorCode(client, "presence", { channel: "room:1" })).toBe(
+      "ok",
+    );
   });
 
   it("refuses recovery without subscribe permission", async () => {
-    const { node, port } = await start({ tokenSecret: SECRET });
+    const { node, port } = await startNode({ tokenSecret: SECRET });
     const { epoch } = await node.publish("dm:bob", { secret: 1 });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: grants }),
+    const client = await TestClient.connect(port, {
+      token: await sign(grants),
     });
-    const reply = await client.request({
-      type: "subscribe",
+    const reply = await client.request("subscribe", {
       channel: "dm:bob",
       since: { epoch, offset: 0 },
     });
@@ -288,18 +263,18 @@ describe("grants", () => {
   });
 
   it("refuses client publish where the namespace forbids it", async () => {
-    const { port } = await start({
+    const { port } = await startNode({
       tokenSecret: SECRET,
       namespaces: { feed: { clientPublish: false } },
     });
-    const { client } = await connectClient(port, {
-      token: await sign({ claims: { sb: { publish: ["*"] } } }),
+    const client = await TestClient.connect(port, {
+      token: await sign({ sb: { publish: ["*"] } }),
     });
     expect(
-      await errorCode(client, { type: "publish", channel: "feed:1", data: 1 }),
+      await errorCode(client, "publish", { channel: "feed:1", data: 1 }),
     ).toBe("forbidden");
     expect(
-      await errorCode(client, { type: "publish", channel: "room:1", data: 1 }),
+      await errorCode(client, "publish", { channel: "room:1", data: 1 }),
     ).toBe("ok");
   });
 });
@@ -311,16 +286,16 @@ describe("anonymous connections in token mode", () => {
   };
 
   it("connects without a token as an anonymous client", async () => {
-    const { port } = await start({ tokenSecret: SECRET, namespaces });
-    const { result } = await connectClient(port);
-    expect(result).not.toHaveProperty("expiresIn");
+    const { port } = await startNode({ tokenSecret: SECRET, namespaces });
+    const { connectResult } = await TestClient.connect(port);
+    expect(connectResult).not.toHaveProperty("expiresIn");
   });
 
   it("may subscribe only where the namespace allows anonymous", async () => {
-    const { port } = await start({ tokenSecret: SECRET, namespaces });
-    const { client } = await connectClient(port);
+    const { port } = await startNode({ tokenSecret: SECRET, namespaces });
+    const client = await TestClient.connect(port);
     const subscribe = (channel: string) =>
-      errorCode(client, { type: "subscribe", channel });
+      errorCode(client, "subscribe", { channel });
     expect(await subscribe("public:news")).toBe("ok");
     expect(await subscribe("board:1")).toBe("ok");
     expect(await subscribe("room:1")).toBe("forbidden");
@@ -328,10 +303,10 @@ describe("anonymous connections in token mode", () => {
   });
 
   it("may publish only where anonymous publish is allowed", async () => {
-    const { port } = await start({ tokenSecret: SECRET, namespaces });
-    const { client } = await connectClient(port);
+    const { port } = await startNode({ tokenSecret: SECRET, namespaces });
+    const client = await TestClient.connect(port);
     const publish = (channel: string) =>
-      errorCode(client, { type: "publish", channel, data: 1 });
+      errorCode(client, "publish", { channel, data: 1 });
     expect(await publish("board:1")).toBe("ok");
     expect(await publish("public:news")).toBe("forbidden");
     expect(await publish("room:1")).toBe("forbidden");
@@ -374,19 +349,21 @@ describe("open mode", () => {
   });
 
   it("lets an anonymous client subscribe and publish anywhere", async () => {
-    const { port } = await start();
-    const { client } = await connectClient(port);
+    const { port } = await startNode();
+    const client = await TestClient.connect(port);
+    expect(await errorCode(client, "subscribe", { channel: "any:1" })).toBe(
+      "ok",
+    );
     expect(
-      await errorCode(client, { type: "subscribe", channel: "any:1" }),
-    ).toBe("ok");
-    expect(
-      await errorCode(client, { type: "publish", channel: "other", data: 1 }),
+      await errorCode(client, "publish", { channel: "other", data: 1 }),
     ).toBe("ok");
   });
 
   it("ignores a token in open mode and connects anonymously", async () => {
-    const { port } = await start();
-    const { result } = await connectClient(port, { token: "not-a-jwt" });
-    expect(result).not.toHaveProperty("expiresIn");
+    const { port } = await startNode();
+    const { connectResult } = await TestClient.connect(port, {
+      token: "not-a-jwt",
+    });
+    expect(connectResult).not.toHaveProperty("expiresIn");
   });
 });

@@ -46,7 +46,7 @@ function withWitnessedNode(
     state.logger = new CapturingLogger();
     state.started = await startNode({ ...options, logger: state.logger });
     state.witness = await TestClient.connect(
-      state.started.url,
+      state.started.port,
       await connectFields(),
     );
     await state.witness.subscribe(WITNESS_CHANNEL);
@@ -61,7 +61,7 @@ function withWitnessedNode(
     check += 1;
     const data = { check };
     const publisher = await TestClient.connect(
-      state.started.url,
+      state.started.port,
       await connectFields(),
     );
     const reply = await publisher.request("publish", {
@@ -100,7 +100,6 @@ function publishFrameOfSize(bytes: number, channel: string): string {
 
 describe("bad input in open mode", () => {
   const { state, stillServing } = withWitnessedNode({ connectTimeout: 500 });
-  const url = () => state.started.url;
   const port = () => state.started.port;
 
   /**
@@ -118,7 +117,7 @@ describe("bad input in open mode", () => {
   it.each([["{not json"], [""], ['{"type":"ping","id":2']])(
     "closes with 4400 on non-JSON text %j",
     async (text) => {
-      const client = await TestClient.connect(url());
+      const client = await TestClient.connect(port());
       client.sendRaw(text);
       const closed = await client.waitForClose();
       expect(closed.code).toBe(4400);
@@ -130,7 +129,7 @@ describe("bad input in open mode", () => {
   it.each([["[]"], ['[{"type":"ping","id":2}]'], ["42"], ['"ping"'], ["null"]])(
     "closes with 4400 on JSON that is not an object: %s",
     async (text) => {
-      const client = await TestClient.connect(url());
+      const client = await TestClient.connect(port());
       client.sendRaw(text);
       const closed = await client.waitForClose();
       expect(closed.code).toBe(4400);
@@ -140,7 +139,7 @@ describe("bad input in open mode", () => {
   );
 
   it("answers an unknown type with bad_request, stays open", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     const reply = await client.request("teleport", { channel: "room:1" });
     expect(reply).toEqual({
       type: "error",
@@ -164,7 +163,7 @@ describe("bad input in open mode", () => {
     ["2^53", { type: "ping", id: 2 ** 53 }],
     ["null", { type: "ping", id: null }],
   ])("closes with 4400 when id is %s", async (_, frame) => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     client.send(frame);
     const closed = await client.waitForClose();
     expect(closed.code).toBe(4400);
@@ -173,7 +172,7 @@ describe("bad input in open mode", () => {
   });
 
   it("accepts the largest id, 2^53-1", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     client.send({ type: "ping", id: Number.MAX_SAFE_INTEGER });
     const reply = await client.reply(Number.MAX_SAFE_INTEGER);
     expect(reply).toEqual({ type: "ok", id: Number.MAX_SAFE_INTEGER });
@@ -182,7 +181,7 @@ describe("bad input in open mode", () => {
   });
 
   it("closes with 1003 on a binary frame", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     client.sendRaw(Buffer.from('{"type":"ping","id":2}'));
     const closed = await client.waitForClose();
     expect(closed.code).toBe(1003);
@@ -191,7 +190,7 @@ describe("bad input in open mode", () => {
   });
 
   it("closes with 1009 on a frame one byte over the limit", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     const text = publishFrameOfSize(FRAME_LIMIT + 1, WITNESS_CHANNEL);
     expect(Buffer.byteLength(text)).toBe(FRAME_LIMIT + 1);
     client.sendRaw(text);
@@ -202,7 +201,7 @@ describe("bad input in open mode", () => {
   });
 
   it("accepts a frame at the limit, answering too_large data", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     const text = publishFrameOfSize(FRAME_LIMIT, WITNESS_CHANNEL);
     client.sendRaw(text);
     const reply = await client.reply(2);
@@ -225,7 +224,7 @@ describe("bad input in open mode", () => {
     raw.write(frameHeader(Opcode.Text, FRAME_LIMIT + 1));
     const closed = await raw.waitForClose();
     expect(closed.code).toBe(1009);
-    raw.destroy();
+    raw.terminate();
     await stillServing();
   });
 
@@ -239,12 +238,12 @@ describe("bad input in open mode", () => {
     raw.sendFrame(Opcode.Continuation, part, { fin: false });
     const closed = await raw.waitForClose();
     expect(closed.code).toBe(1009);
-    raw.destroy();
+    raw.terminate();
     await stillServing();
   });
 
   it("answers data one byte over maxMessageSize with too_large", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     await client.subscribe("room:size");
     const fits = "y".repeat(MAX_MESSAGE_SIZE - 2);
     const over = "z".repeat(MAX_MESSAGE_SIZE - 1);
@@ -276,7 +275,7 @@ describe("bad input in open mode", () => {
     raw.sendFrame(Opcode.Text, Buffer.from(bytes));
     const closed = await raw.waitForClose();
     expect(closed.code).toBe(1007);
-    raw.destroy();
+    raw.terminate();
     await stillServing();
   });
 
@@ -285,12 +284,12 @@ describe("bad input in open mode", () => {
     raw.sendFrame(0x3, Buffer.alloc(0));
     const closed = await raw.waitForClose();
     expect(closed.code).toBe(1002);
-    raw.destroy();
+    raw.terminate();
     await stillServing();
   });
 
   it("closes with 4400 on a request before connect", async () => {
-    const client = await TestClient.open(url());
+    const client = await TestClient.open(port());
     client.send({ type: "subscribe", id: 1, channel: WITNESS_CHANNEL });
     const closed = await client.waitForClose();
     expect(closed).toEqual({
@@ -305,7 +304,7 @@ describe("bad input in open mode", () => {
     ["an unknown type", { type: "join", id: 1 }],
     ["a bad field", { type: "subscribe", id: 1, channel: "a b" }],
   ])("closes with 4400 on %s before connect", async (_what, frame) => {
-    const client = await TestClient.open(url());
+    const client = await TestClient.open(port());
     client.send(frame);
     expect(await client.waitForClose()).toEqual({
       code: 4400,
@@ -316,7 +315,7 @@ describe("bad input in open mode", () => {
 
   it("closes with 4408 when no connect comes in time", async () => {
     const opened = Date.now();
-    const client = await TestClient.open(url());
+    const client = await TestClient.open(port());
     const closed = await client.waitForClose(2_000);
     expect(closed).toEqual({ code: 4408, reason: "no connect in time" });
     expect(Date.now() - opened).toBeGreaterThanOrEqual(490);
@@ -324,7 +323,7 @@ describe("bad input in open mode", () => {
   });
 
   it("answers a second connect with bad_request, stays open", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     const reply = await client.request("connect");
     expect(reply).toEqual({
       type: "error",
@@ -345,7 +344,7 @@ describe("bad input in open mode", () => {
     ["with a NUL", "room\u00001"],
     ["with a *", "room:*"],
   ])("answers a channel name %s with error bad_request", async (_, channel) => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     for (const type of ["subscribe", "publish", "history", "presence"]) {
       const reply = await client.request(type, { channel, data: 1 });
       expect(reply).toEqual({
@@ -362,7 +361,7 @@ describe("bad input in open mode", () => {
   });
 
   it("accepts a channel name of 200 characters", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     const channel = "r".repeat(200);
     const result = await client.subscribe(channel);
     expect(result).toMatchObject({ offset: 0 });
@@ -371,7 +370,7 @@ describe("bad input in open mode", () => {
   });
 
   it("answers a repeated subscribe with error bad_request", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     await client.subscribe("room:twice");
     const reply = await client.request("subscribe", { channel: "room:twice" });
     expect(reply).toEqual({
@@ -386,7 +385,7 @@ describe("bad input in open mode", () => {
   });
 
   it("answers the 129th subscription with error limit_exceeded", async () => {
-    const client = await TestClient.connect(url());
+    const client = await TestClient.connect(port());
     expect(client.connectResult?.limits).toMatchObject({
       maxSubscriptions: MAX_SUBSCRIPTIONS,
     });
@@ -440,12 +439,12 @@ describe("bad input with token auth", () => {
   );
 
   it("answers an ungranted publish with error forbidden", async () => {
-    const { url } = state.started;
-    const listener = await TestClient.connect(url, {
+    const { port } = state.started;
+    const listener = await TestClient.connect(port, {
       token: await mintToken(secret, { sub: "reader", sb: grants }),
     });
     await listener.subscribe("news:1");
-    const client = await TestClient.connect(url, {
+    const client = await TestClient.connect(port, {
       token: await mintToken(secret, { sub: "alice", sb: grants }),
     });
     const reply = await client.request("publish", {
@@ -472,8 +471,8 @@ describe("bad input with token auth", () => {
   });
 
   it("answers an ungranted subscribe with error forbidden", async () => {
-    const { url } = state.started;
-    const client = await TestClient.connect(url, {
+    const { port } = state.started;
+    const client = await TestClient.connect(port, {
       token: await mintToken(secret, { sub: "bob", sb: grants }),
     });
     const reply = await client.request("subscribe", { channel: "dm:carol" });
@@ -570,7 +569,7 @@ describe("a client that never reads", () => {
     expect(got).toEqual(
       Array.from({ length: got.length }, (_, i) => MESSAGES + 1 + i),
     );
-    slow.destroy();
+    slow.terminate();
 
     // The healthy subscriber got every message of both rounds, in order.
     await readerGot(2 * MESSAGES);
@@ -596,6 +595,6 @@ describe("a client that never reads", () => {
     await waitUntil(() => node.connectionCount === 1, 6_000, "slow gone");
     await node.publish(CHANNEL, "after");
     await readerGot(2 * MESSAGES + 1);
-    reader.destroy();
+    reader.terminate();
   });
 });

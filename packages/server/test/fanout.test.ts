@@ -1,52 +1,21 @@
 import { afterEach, describe, expect, it } from "vitest";
 
-import { createNode, type SwitchboardNode } from "../src/index.js";
 import {
-  connectClient,
+  TestClient,
   http,
+  inBatches,
+  isMessage,
+  startNode,
+  stopAll,
   subscribedClient,
-  terminateAll,
-  type Frame,
-  type TestClient,
-} from "./client-helpers.js";
+  type ServerFrame,
+} from "./helpers.js";
 
-let node: SwitchboardNode | undefined;
-
-async function start(options: Parameters<typeof createNode>[0] = {}) {
-  node = createNode({ port: 0, ...options });
-  const { port } = await node.listen();
-  return { node, port };
-}
-
-afterEach(async () => {
-  terminateAll();
-  await node?.close();
-  node = undefined;
-});
-
-const isMessage = (channel: string) => (frame: Frame) =>
-  frame.type === "message" && frame.channel === channel;
-
-/** Runs `task` for 0..count-1, at most `width` at a time. */
-async function inBatches<T>(
-  count: number,
-  width: number,
-  task: (index: number) => Promise<T>,
-): Promise<T[]> {
-  const results: T[] = [];
-  for (let first = 0; first < count; first += width) {
-    const batch = [];
-    for (let i = first; i < Math.min(count, first + width); i++) {
-      batch.push(task(i));
-    }
-    results.push(...(await Promise.all(batch)));
-  }
-  return results;
-}
+afterEach(stopAll);
 
 describe("fan-out", () => {
   it("gives 1000 subscribers the same 100 messages in order", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "fan:all";
     const clients = await inBatches(1000, 100, () =>
       subscribedClient(port, channel),
@@ -81,7 +50,7 @@ describe("fan-out", () => {
   }, 60_000);
 
   it("sends node, HTTP and client publishes down one path", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "fan:paths";
     const { client: reader, sub } = await subscribedClient(port, channel);
     const { client: writer, id: writerId } = await subscribedClient(
@@ -93,8 +62,7 @@ describe("fan-out", () => {
     const fromHttp = await http(port, "POST", "/api/publish", {
       body: { channel, data: { via: "http" } },
     });
-    const fromClient = await writer.call<{ offset: number }>({
-      type: "publish",
+    const fromClient = await writer.call<{ offset: number }>("publish", {
       channel,
       data: { via: "ws" },
     });
@@ -119,7 +87,7 @@ describe("fan-out", () => {
   });
 
   it("never sends a message before the subscribe reply", async () => {
-    const { node, port } = await start({ publishRate: 10_000 });
+    const { node, port } = await startNode({ publishRate: 10_000 });
     const channel = "fan:race";
     let publishing = true;
     let published = 0;
@@ -132,10 +100,10 @@ describe("fan-out", () => {
     })();
 
     const subscribers = await inBatches(200, 50, async (i) => {
-      const { client } = await connectClient(port);
+      const client = await TestClient.connect(port);
       // Subscribe and publish in one write: the publish lands while the
       // subscription is being prepared.
-      const reply = client.request({ type: "subscribe", channel });
+      const reply = client.request("subscribe", { channel });
       client.send({ type: "publish", id: 1000, channel, data: { i } });
       return { client, reply: await reply };
     });
@@ -159,7 +127,11 @@ describe("fan-out", () => {
  * The subscribe `ok` precedes every message of the channel, and messages
  * run from the reply's offset + 1 to `top` without gap or repeat.
  */
-function checkStream(client: TestClient, reply: Frame, top: number): void {
+function checkStream(
+  client: TestClient,
+  reply: ServerFrame,
+  top: number,
+): void {
   expect(reply.type).toBe("ok");
   const result = reply.result as { epoch: string; offset: number };
   const replyIndex = client.frames.indexOf(reply);

@@ -14,7 +14,9 @@ import {
   closeAll,
   collectGarbage,
   frameHeader,
+  inBatches,
   mintToken,
+  sleep,
   startNode,
   waitUntil,
   within,
@@ -22,26 +24,6 @@ import {
 } from "./helpers.js";
 
 const MiB = 1024 * 1024;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-/** Opens `count` clients with `open(i)`, in batches, and returns them. */
-async function openMany(
-  count: number,
-  open: (i: number) => Promise<TestClient>,
-): Promise<TestClient[]> {
-  const clients: TestClient[] = [];
-  for (let start = 0; start < count; start += 50) {
-    const batch = Array.from(
-      { length: Math.min(50, count - start) },
-      (_, i) => start + i,
-    );
-    clients.push(...(await Promise.all(batch.map(open))));
-  }
-  return clients;
-}
 
 /** Publishes `data` from the server and waits until every member has it. */
 async function broadcastReaches(
@@ -67,8 +49,8 @@ describe("C10: invalid UTF-8 in a text frame", () => {
   beforeAll(async () => {
     logger = new CapturingLogger();
     started = await startNode({ logger });
-    idle = await openMany(50, async () => {
-      const client = await TestClient.connect(started.url);
+    idle = await inBatches(50, 50, async () => {
+      const client = await TestClient.connect(started.port);
       await client.subscribe(CHANNEL);
       return client;
     });
@@ -104,7 +86,7 @@ describe("C10: invalid UTF-8 in a text frame", () => {
       raw.sendFrame(opcode, Buffer.from(bytes));
       const closed = await raw.waitForClose();
       expect(closed.code).toBe(code);
-      raw.destroy();
+      raw.terminate();
       await idleClientsServed();
     },
   );
@@ -125,7 +107,7 @@ describe("C10: invalid UTF-8 in a text frame", () => {
     await Promise.all(
       idle.map((client) => client.waitForMessage(CHANNEL, "€", 1_000)),
     );
-    raw.destroy();
+    raw.terminate();
     await idleClientsServed();
   });
 
@@ -153,8 +135,8 @@ describe("C12: oversized messages", () => {
   beforeAll(async () => {
     started = await startNode({ tokenSecret: secret });
     const token = await mintToken(secret, { sub: "member", sb: grants });
-    members = await openMany(100, async () => {
-      const client = await TestClient.connect(started.url, { token });
+    members = await inBatches(100, 50, async () => {
+      const client = await TestClient.connect(started.port, { token });
       await client.subscribe(CHANNEL);
       return client;
     });
@@ -264,7 +246,7 @@ describe("C12: oversized messages", () => {
     expect(await fragmented.waitForClose(1_000)).toMatchObject({
       code: 1009,
     });
-    fragmented.destroy();
+    fragmented.terminate();
 
     // A state update in one frame under the limit but with data over
     // maxMessageSize: refused with too_large, delivered to nobody.
@@ -291,7 +273,7 @@ describe("C12: oversized messages", () => {
       const fresh = member.messages(CHANNEL).slice(seen[i]);
       expect(fresh.map((message) => message.data)).toEqual([{ control: "c" }]);
     });
-    small.destroy();
+    small.terminate();
   });
 });
 
@@ -320,7 +302,7 @@ describe("C13: compression and a mass disconnect", () => {
 
   it("never negotiates permessage-deflate", async () => {
     const client = await TestClient.connect(
-      started.url,
+      started.port,
       {},
       {
         perMessageDeflate: true,
@@ -337,7 +319,7 @@ describe("C13: compression and a mass disconnect", () => {
     });
     expect(raw.response.status).toBe(101);
     expect(raw.response.headers["sec-websocket-extensions"]).toBeUndefined();
-    raw.destroy();
+    raw.terminate();
   });
 
   /** Whether no presence entry is left on `channels`. */
@@ -357,8 +339,8 @@ describe("C13: compression and a mass disconnect", () => {
 
   it("holds an idle connection in under 50 KB", async () => {
     const before = await liveBytes();
-    const clients = await openMany(200, async (i) => {
-      const client = await TestClient.connect(started.url);
+    const clients = await inBatches(200, 50, async (i) => {
+      const client = await TestClient.connect(started.port);
       await client.subscribe(`c13:idle-${i}`);
       return client;
     });
@@ -369,15 +351,15 @@ describe("C13: compression and a mass disconnect", () => {
   });
 
   it("returns to 0 connections after 200 clients die, 10 times", async () => {
-    const { node, url } = started;
+    const { node, port } = started;
     const body = "compressible ".repeat(Math.floor((50 * 1024) / 13));
     const channels = Array.from({ length: 200 }, (_, i) => `c13:${i}`);
 
     /** 200 clients exchange 50 KB messages and all die at once. */
     async function massDisconnect(): Promise<void> {
-      const clients = await openMany(200, async (i) => {
+      const clients = await inBatches(200, 50, async (i) => {
         const client = await TestClient.connect(
-          url,
+          port,
           {},
           { perMessageDeflate: true },
         );
@@ -400,7 +382,7 @@ describe("C13: compression and a mass disconnect", () => {
       });
       await Promise.all(
         clients.map((client) =>
-          client.waitForPush((frame) => frame.type === "message", 5_000),
+          client.waitFor((frame) => frame.type === "message", 5_000),
         ),
       );
       const echoed = clients.reduce((n, c) => n + c.messages().length, 0);
@@ -413,7 +395,7 @@ describe("C13: compression and a mass disconnect", () => {
       const fresh = await Promise.all(
         Array.from({ length: 20 }, async (_, i) => {
           const begun = Date.now();
-          const client = await TestClient.connect(url);
+          const client = await TestClient.connect(port);
           await client.subscribe(`fresh:${i}`);
           const reply = await client.request("publish", {
             channel: `fresh:${i}`,
@@ -471,7 +453,7 @@ describe("C22: token expiry while connected", () => {
 
   beforeAll(async () => {
     started = await startNode({ tokenSecret: secret, tokenGrace: GRACE });
-    witness = await TestClient.connect(started.url, {
+    witness = await TestClient.connect(started.port, {
       token: await mintToken(secret, { sub: "witness", sb: grants }),
     });
     await witness.subscribe(CHANNEL);
@@ -503,7 +485,7 @@ describe("C22: token expiry while connected", () => {
     const deadline = exp * 1000 + GRACE;
     const alice = await token("alice", exp);
     const asked = Date.now();
-    const client = await TestClient.connect(started.url, { token: alice });
+    const client = await TestClient.connect(started.port, { token: alice });
     const expiresIn = client.connectResult?.expiresIn as number;
     expect(expiresIn).toBeGreaterThan(1_000);
     expect(expiresIn).toBeLessThanOrEqual(exp * 1000 - asked);
@@ -544,7 +526,7 @@ describe("C22: token expiry while connected", () => {
 
   it("keeps a connection past exp plus grace after a refresh", async () => {
     const exp = soon();
-    const client = await TestClient.connect(started.url, {
+    const client = await TestClient.connect(started.port, {
       token: await token("bob", exp),
     });
     await client.subscribe(CHANNEL);
@@ -558,7 +540,7 @@ describe("C22: token expiry while connected", () => {
 
     // Nothing to wait for but time: past the old exp plus grace.
     await sleep(exp * 1000 + GRACE + 300 - Date.now());
-    expect(client.closeInfo).toBeUndefined();
+    expect(client.closedWith).toBeUndefined();
     const reply = await client.request("publish", {
       channel: CHANNEL,
       data: { bob: "still here" },
@@ -570,7 +552,7 @@ describe("C22: token expiry while connected", () => {
   });
 
   it("answers a refresh with another sub with forbidden", async () => {
-    const client = await TestClient.connect(started.url, {
+    const client = await TestClient.connect(started.port, {
       token: await token("carol", soon() + 60),
     });
     const reply = await client.request("refresh", {
@@ -589,7 +571,7 @@ describe("C22: token expiry while connected", () => {
   });
 
   it("ends a subscription a refresh no longer grants", async () => {
-    const client = await TestClient.connect(started.url, {
+    const client = await TestClient.connect(started.port, {
       token: await token("dave", soon() + 60),
     });
     await client.subscribe(CHANNEL);
@@ -600,7 +582,7 @@ describe("C22: token expiry while connected", () => {
       }),
     });
     expect(reply.type).toBe("ok");
-    const ended = await client.waitForPush((f) => f.type === "unsubscribed");
+    const ended = await client.waitFor((f) => f.type === "unsubscribed");
     expect(ended).toEqual({
       type: "unsubscribed",
       channel: CHANNEL,
@@ -618,7 +600,7 @@ describe("C22: token expiry while connected", () => {
       sub: "eve",
       sb: grants,
     });
-    const client = await TestClient.open(started.url);
+    const client = await TestClient.open(started.port);
     client.send({ type: "connect", id: 1, token: forged });
     expect(await client.waitForClose()).toEqual({
       code: 4401,
@@ -632,7 +614,7 @@ describe("C22: token expiry while connected", () => {
       .setSubject("eve")
       .setExpirationTime("1h")
       .encode();
-    const client = await TestClient.open(started.url);
+    const client = await TestClient.open(started.port);
     client.send({ type: "connect", id: 1, token: unsigned });
     expect(await client.waitForClose()).toEqual({
       code: 4401,
@@ -643,7 +625,7 @@ describe("C22: token expiry while connected", () => {
 
   it("closes with 4419 on a token expired at connect", async () => {
     const expired = await token("frank", Math.floor(Date.now() / 1000) - 60);
-    const client = await TestClient.open(started.url);
+    const client = await TestClient.open(started.port);
     client.send({ type: "connect", id: 1, token: expired });
     expect(await client.waitForClose()).toEqual({
       code: 4419,
@@ -653,7 +635,7 @@ describe("C22: token expiry while connected", () => {
   });
 
   it("closes with 4401 on a refresh with a badly signed token", async () => {
-    const client = await TestClient.connect(started.url, {
+    const client = await TestClient.connect(started.port, {
       token: await token("grace", soon() + 60),
     });
     client.send({

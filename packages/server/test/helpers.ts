@@ -1,30 +1,38 @@
 /**
  * Shared helpers for the server's tests: a real node on a loopback port, a
- * real `ws` client that speaks the protocol, and a raw TCP client for
- * frames `ws` refuses to send (bad UTF-8, reserved opcodes, huge headers).
+ * real `ws` client that speaks the protocol, a raw TCP client for frames
+ * `ws` refuses to send (bad UTF-8, reserved opcodes, huge headers) and
+ * HTTP calls. No mocks: everything talks to a node over loopback.
  *
- * API (kept stable, other test files import it):
- * - `startNode(options)` -> `{ node, port, url, stop() }`, with
- *   `FAST_TIMERS` (heartbeat, pongTimeout, connectTimeout) scaled down
- * - `TestClient.open(url)` / `TestClient.connect(url, fields)`: `request`,
- *   `reply`, `subscribe`, `send`, `sendRaw`, `pushes`, `waitForPush`,
- *   `waitForMessage`, `messages`, `closed`, `waitForClose`, `closeInfo`,
- *   `close`, `terminate`; `closeAll(clients)`
+ * API:
+ * - `startNode(options)` -> `{ node, port, stop() }`, with `FAST_TIMERS`
+ *   (heartbeat, pongTimeout, connectTimeout) scaled down; `stopAll()`,
+ *   an `afterEach` for files that start a node per test
+ * - `TestClient.open(port, options)` / `TestClient.connect(port, fields,
+ *   options)`: `request`, `call`, `subscribe`, `reply`, `send`, `sendRaw`,
+ *   `frames`, `pushes`, `messages`, `waitFor`, `waitForCount`,
+ *   `waitForMessage`, `closed`, `closedWith`, `waitForClose`, `close`,
+ *   `terminate`; `subscribedClient(port, channel, fields)`,
+ *   `closeAll(clients)`, `isMessage(channel)`
  * - `RawClient.open(port)`: `write`, `sendFrame`, `sendJson`, `request`,
  *   `connect`, `frames`, `texts`, `messageOffsets`, `waitForText`,
- *   `waitForClose`, `closeFrame`, `ended`, `response`, `pause`, `resume`
+ *   `waitForClose`, `closeFrame`, `ended`, `response`, `pause`, `resume`,
+ *   `terminate`
+ * - `rawUpgrade(port, options)`: the HTTP answer to a hand-made upgrade
  * - `encodeFrame`, `frameHeader`, `Opcode`: client frames, byte by byte
- * - `mintToken(secret, claims)`: an HS256 token signed with `jose`
- * - `within(promise, ms, what)`, `waitUntil(check, ms, what)`: bounded waits
+ * - `http(port, method, path, options)`: the node's HTTP API
+ * - `mintToken(key, claims, alg)`: a signed JWT; `anonUser(session)`
+ * - `within(promise, ms, what)`, `waitUntil(check, ms, what)`, `sleep(ms)`,
+ *   `inBatches(count, width, task)`
  * - `CapturingLogger`: a `Logger` that keeps every line for assertions
  * - `collectGarbage()`: a full GC, for memory measurements
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-import { SignJWT, type JWTPayload } from "jose";
+import { SignJWT, type CryptoKey, type JWTPayload } from "jose";
 import { WebSocket } from "ws";
 
 import {
@@ -38,7 +46,7 @@ import {
 /** The subprotocol of wire protocol version 1. */
 export const SUBPROTOCOL = "switchboard.v1";
 
-/** Timers scaled down so tests stay fast; spread into `startNode`. */
+/** Timers scaled down so tests stay fast; `startNode` applies them. */
 export const FAST_TIMERS = {
   heartbeat: 1_000,
   pongTimeout: 1_000,
@@ -46,30 +54,51 @@ export const FAST_TIMERS = {
 } as const satisfies NodeOptions;
 
 /** How long helpers wait for a reply, push or close by default, ms. */
-export const DEFAULT_WAIT_MS = 3_000;
+export const DEFAULT_WAIT_MS = 5_000;
 
 /** A node listening on 127.0.0.1 at an ephemeral port. */
 export interface StartedNode {
   readonly node: SwitchboardNode;
   readonly port: number;
-  /** `ws://127.0.0.1:PORT/ws` */
-  readonly url: string;
   /** Closes the node; safe to call twice. */
   stop(): Promise<void>;
 }
 
-/** Starts a node on an ephemeral loopback port with `options`. */
+/** Nodes started and not yet stopped. */
+const liveNodes = new Set<StartedNode>();
+
+/** Clients whose socket has not closed yet. */
+const liveClients = new Set<{ terminate(): void }>();
+
+/**
+ * Starts a node on an ephemeral loopback port with `FAST_TIMERS` and
+ * `options`.
+ */
 export async function startNode(
   options: NodeOptions = {},
 ): Promise<StartedNode> {
   const node = createNode({ ...FAST_TIMERS, port: 0, ...options });
   const { port } = await node.listen();
-  return {
+  const started: StartedNode = {
     node,
     port,
-    url: `ws://127.0.0.1:${port}/ws`,
-    stop: () => node.close(),
+    stop: () => {
+      liveNodes.delete(started);
+      return node.close();
+    },
   };
+  liveNodes.add(started);
+  return started;
+}
+
+/**
+ * Terminates every client still open, then stops every node still
+ * running: the `afterEach` of files that start a node per test.
+ */
+export async function stopAll(): Promise<void> {
+  for (const client of [...liveClients]) client.terminate();
+  liveClients.clear();
+  await Promise.all([...liveNodes].map((started) => started.stop()));
 }
 
 /** A close as the client saw it. */
@@ -97,6 +126,30 @@ export interface ServerFrame {
   readonly [field: string]: unknown;
 }
 
+/** The `result` of a subscribe answered `ok`. */
+export interface SubscribeResult {
+  readonly epoch: string;
+  readonly offset: number;
+  readonly recovered?: boolean;
+  readonly publications?: ServerFrame[];
+  readonly [field: string]: unknown;
+}
+
+/** The `result` of a connect answered `ok`. */
+export interface ConnectResult {
+  /** The connection's client id. */
+  readonly client: string;
+  readonly [field: string]: unknown;
+}
+
+/** Whether `frame` is a `message` push, of `channel` when one is given. */
+export const isMessage =
+  (channel?: string) =>
+  (frame: ServerFrame): boolean =>
+    frame.type === "message" &&
+    frame.id === undefined &&
+    (channel === undefined || frame.channel === channel);
+
 /** Rejects with a named timeout unless `promise` settles within `ms`. */
 export function within<T>(
   promise: Promise<T>,
@@ -115,17 +168,39 @@ export function within<T>(
 
 /** Polls `check` every 10 ms until it is true; rejects after `ms`. */
 export async function waitUntil(
-  check: () => boolean,
-  ms: number,
-  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = DEFAULT_WAIT_MS,
+  what = "condition",
 ): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) {
       throw new Error(`timed out after ${ms} ms: ${what}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
   }
+}
+
+/** Resolves after `ms` (at once when `ms` is not positive). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Runs `task` for 0..count-1, at most `width` at a time, in order. */
+export async function inBatches<T>(
+  count: number,
+  width: number,
+  task: (index: number) => Promise<T>,
+): Promise<T[]> {
+  const results: T[] = [];
+  for (let first = 0; first < count; first += width) {
+    const batch = [];
+    for (let i = first; i < Math.min(count, first + width); i++) {
+      batch.push(task(i));
+    }
+    results.push(...(await Promise.all(batch)));
+  }
+  return results;
 }
 
 interface Waiter<T> {
@@ -140,12 +215,7 @@ class Inbox<T> {
 
   push(item: T): void {
     this.items.push(item);
-    const waiting = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiting) {
-      if (waiter.match(item)) waiter.resolve(item);
-      else this.waiters.push(waiter);
-    }
+    this.offer(item);
   }
 
   /** Hands `item` to the waiters that match, without keeping it. */
@@ -161,63 +231,74 @@ class Inbox<T> {
   find(match: (item: T) => boolean): Promise<T> {
     const found = this.items.find(match);
     if (found !== undefined) return Promise.resolve(found);
+    return this.next(match);
+  }
+
+  /** The first item still to come that matches. */
+  next(match: (item: T) => boolean): Promise<T> {
     return new Promise((resolve) => this.waiters.push({ match, resolve }));
   }
 }
 
 /** Options of a `TestClient` socket. */
 export interface ClientOptions {
+  /** The URL path. @default "/ws" */
+  path?: string;
   /** Offered subprotocols; `[]` offers none. @default ["switchboard.v1"] */
   protocols?: string[];
   /** Offer permessage-deflate. @default false */
   perMessageDeflate?: boolean;
   headers?: Record<string, string>;
+  /** Answer the server's pings. @default true */
+  autoPong?: boolean;
 }
 
 /**
- * A real `ws` client. Replies are matched by `id`; every frame without an
- * `id` is kept in `pushes`; `closed` resolves with the close code.
+ * A real `ws` client that keeps every frame it receives, in order. Replies
+ * are matched by `id`; waits reject when the socket closes first.
  */
 export class TestClient {
-  readonly pushes: ServerFrame[] = [];
-  /** Set once the socket has closed. */
-  closeInfo: Closed | undefined;
+  /** Every frame received, in arrival order. */
+  readonly frames: ServerFrame[];
   /** Resolves when the socket closes (code 1006 when no frame came). */
   readonly closed: Promise<Closed>;
+  /** Set once the socket has closed. */
+  closedWith: Closed | undefined;
   /** The `connect` result, once `connect` succeeded. */
-  connectResult: Record<string, unknown> | undefined;
+  connectResult: ConnectResult | undefined;
+  /** Pings received from the server. */
+  pings = 0;
 
   private nextId = 1;
-  private readonly replies = new Inbox<ServerFrame>();
-  private readonly pushInbox = new Inbox<ServerFrame>();
+  private readonly inbox = new Inbox<ServerFrame>();
 
   private constructor(readonly ws: WebSocket) {
+    this.frames = this.inbox.items;
+    liveClients.add(this);
     ws.on("error", () => {
       // A socket error ends in 'close', which `closed` reports.
     });
     ws.on("message", (data, isBinary) => {
       if (isBinary) throw new Error("the server sent a binary frame");
-      const frame = JSON.parse(String(data)) as ServerFrame;
-      if (typeof frame.id === "number") {
-        this.replies.push(frame);
-      } else {
-        this.pushes.push(frame);
-        this.pushInbox.push(frame);
-      }
+      this.inbox.push(JSON.parse(String(data)) as ServerFrame);
     });
+    ws.on("ping", () => (this.pings += 1));
     this.closed = new Promise((resolve) => {
       ws.on("close", (code, reason) => {
-        this.closeInfo = { code, reason: String(reason) };
-        resolve(this.closeInfo);
+        liveClients.delete(this);
+        this.closedWith = { code, reason: String(reason) };
+        resolve(this.closedWith);
       });
     });
   }
 
-  /** Opens a socket to `url`; no protocol frame is sent yet. */
-  static open(url: string, options: ClientOptions = {}): Promise<TestClient> {
+  /** Opens a socket to 127.0.0.1:`port`; no protocol frame is sent yet. */
+  static open(port: number, options: ClientOptions = {}): Promise<TestClient> {
+    const url = `ws://127.0.0.1:${port}${options.path ?? "/ws"}`;
     const ws = new WebSocket(url, options.protocols ?? [SUBPROTOCOL], {
       perMessageDeflate: options.perMessageDeflate ?? false,
       headers: options.headers,
+      autoPong: options.autoPong ?? true,
     });
     const client = new TestClient(ws);
     return within(
@@ -240,59 +321,51 @@ export class TestClient {
    * answered `ok`, rejects on an error reply or a close.
    */
   static async connect(
-    url: string,
+    port: number,
     fields: Record<string, unknown> = {},
     options: ClientOptions = {},
   ): Promise<TestClient> {
-    const client = await TestClient.open(url, options);
-    const reply = await Promise.race([
-      client.request("connect", fields),
-      client.closed.then((closed) => {
-        throw new Error(`closed ${closed.code} ${closed.reason} at connect`);
-      }),
-    ]);
-    if (reply.type !== "ok") {
-      throw new Error(`connect failed: ${reply.code} ${reply.message}`);
-    }
-    client.connectResult = reply.result;
+    const client = await TestClient.open(port, options);
+    client.connectResult = await client.call<ConnectResult>("connect", fields);
     return client;
   }
 
-  /** The id the next `request` will use. */
-  get peekId(): number {
-    return this.nextId;
-  }
-
-  /** Sends a request with a fresh id and waits for its reply. */
+  /** Sends a request with a fresh id; resolves with its reply. */
   request(
     type: string,
     fields: Record<string, unknown> = {},
     ms = DEFAULT_WAIT_MS,
   ): Promise<ServerFrame> {
     const id = this.nextId++;
+    const reply = this.reply(id, ms);
     this.send({ ...fields, type, id });
-    return this.reply(id, ms);
+    return reply;
+  }
+
+  /** Like `request`, but returns the `result` of an `ok` or throws. */
+  async call<T = Record<string, unknown>>(
+    type: string,
+    fields: Record<string, unknown> = {},
+    ms = DEFAULT_WAIT_MS,
+  ): Promise<T> {
+    const reply = await this.request(type, fields, ms);
+    if (reply.type !== "ok") {
+      throw new Error(`${type} failed: ${JSON.stringify(reply)}`);
+    }
+    return reply.result as T;
+  }
+
+  /** Subscribes to `channel` and expects `ok`; returns the result. */
+  subscribe<T = SubscribeResult>(
+    channel: string,
+    fields: Record<string, unknown> = {},
+  ): Promise<T> {
+    return this.call<T>("subscribe", { ...fields, channel });
   }
 
   /** Waits for the reply with `id`, which may already have arrived. */
   reply(id: number, ms = DEFAULT_WAIT_MS): Promise<ServerFrame> {
-    return within(
-      this.replies.find((frame) => frame.id === id),
-      ms,
-      `reply to request ${id}`,
-    );
-  }
-
-  /** Subscribes and expects `ok`; returns the result. */
-  async subscribe(
-    channel: string,
-    fields: Record<string, unknown> = {},
-  ): Promise<Record<string, unknown>> {
-    const reply = await this.request("subscribe", { ...fields, channel });
-    if (reply.type !== "ok") {
-      throw new Error(`subscribe ${channel}: ${reply.code} ${reply.message}`);
-    }
-    return reply.result ?? {};
+    return this.waitFor((frame) => frame.id === id, ms, `reply ${id}`);
   }
 
   /** Sends `frame` as JSON text, as is (no id is added). */
@@ -305,13 +378,45 @@ export class TestClient {
     this.ws.send(data);
   }
 
-  /** The first push, received or still to come, that matches. */
-  waitForPush(
+  /** Frames without an `id`, in arrival order. */
+  get pushes(): ServerFrame[] {
+    return this.frames.filter((frame) => frame.id === undefined);
+  }
+
+  /** `message` pushes received so far, of one channel or of all. */
+  messages(channel?: string): ServerFrame[] {
+    return this.frames.filter(isMessage(channel));
+  }
+
+  /**
+   * The first frame, received before or after the call, that passes
+   * `match`; rejects after `ms` or when the socket closes first.
+   */
+  waitFor(
     match: (frame: ServerFrame) => boolean,
     ms = DEFAULT_WAIT_MS,
-    what = "a push",
+    what = "a frame",
   ): Promise<ServerFrame> {
-    return within(this.pushInbox.find(match), ms, what);
+    const found = this.frames.find(match);
+    if (found !== undefined) return Promise.resolve(found);
+    return this.next(match, ms, what);
+  }
+
+  /** Waits until `count` frames pass `match`; returns them all. */
+  async waitForCount(
+    match: (frame: ServerFrame) => boolean,
+    count: number,
+    ms = DEFAULT_WAIT_MS,
+  ): Promise<ServerFrame[]> {
+    let seen = this.frames.filter(match).length;
+    if (seen < count) {
+      await this.next(
+        (frame) => match(frame) && ++seen >= count,
+        ms,
+        `${count} frames`,
+      );
+    }
+    return this.frames.filter(match);
   }
 
   /** Waits for a `message` on `channel` whose data deep-equals `data`. */
@@ -321,22 +426,11 @@ export class TestClient {
     ms = DEFAULT_WAIT_MS,
   ): Promise<ServerFrame> {
     const wanted = JSON.stringify(data);
-    return this.waitForPush(
+    return this.waitFor(
       (frame) =>
-        frame.type === "message" &&
-        frame.channel === channel &&
-        JSON.stringify(frame.data) === wanted,
+        isMessage(channel)(frame) && JSON.stringify(frame.data) === wanted,
       ms,
       `message ${wanted.slice(0, 60)} on ${channel}`,
-    );
-  }
-
-  /** `message` pushes received so far, of one channel or of all. */
-  messages(channel?: string): ServerFrame[] {
-    return this.pushes.filter(
-      (frame) =>
-        frame.type === "message" &&
-        (channel === undefined || frame.channel === channel),
     );
   }
 
@@ -350,19 +444,52 @@ export class TestClient {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Closes politely and waits for the close, at most `ms`. */
-  async close(ms = DEFAULT_WAIT_MS): Promise<void> {
-    if (this.ws.readyState === WebSocket.CLOSED) return;
-    this.ws.close(1000);
-    await within(this.closed, ms, "client close").catch(() =>
-      this.ws.terminate(),
-    );
+  /**
+   * Closes politely and waits for the close, at most `ms`; then
+   * terminates.
+   */
+  async close(ms = DEFAULT_WAIT_MS): Promise<Closed> {
+    if (this.ws.readyState !== WebSocket.CLOSED) {
+      this.ws.close(1000);
+      await within(this.closed, ms, "client close").catch(() =>
+        this.ws.terminate(),
+      );
+    }
+    return this.closed;
   }
 
   /** Destroys the TCP socket at once, as a killed process would. */
   terminate(): void {
     this.ws.terminate();
   }
+
+  /** The first frame still to come that passes `match`. */
+  private next(
+    match: (frame: ServerFrame) => boolean,
+    ms: number,
+    what: string,
+  ): Promise<ServerFrame> {
+    const closedFirst = this.closed.then(({ code }) => {
+      throw new Error(`closed ${code} before ${what}`);
+    });
+    return within(
+      Promise.race([this.inbox.next(match), closedFirst]),
+      ms,
+      what,
+    );
+  }
+}
+
+/** Connects and subscribes; returns the client, its id and the result. */
+export async function subscribedClient(
+  port: number,
+  channel: string,
+  fields: { token?: string; session?: string; presence?: boolean } = {},
+): Promise<{ client: TestClient; id: string; sub: SubscribeResult }> {
+  const { presence, ...connect } = fields;
+  const client = await TestClient.connect(port, connect);
+  const sub = await client.subscribe(channel, { presence });
+  return { client, id: client.connectResult!.client, sub };
 }
 
 /** Closes every client, ignoring ones already closed. */
@@ -434,20 +561,131 @@ export interface RawFrame {
   readonly payload: Buffer;
 }
 
-/** The HTTP response to a `RawClient`'s upgrade. */
+/** The HTTP response to a hand-made upgrade request. */
 export interface RawResponse {
   readonly status: number;
   /** Header names in lower case. */
   readonly headers: Record<string, string>;
 }
 
-/** Options of a `RawClient` upgrade. */
-export interface RawOptions {
+/** Options of a hand-made upgrade request. */
+export interface UpgradeOptions {
+  /** @default "/ws" */
   path?: string;
+  /**
+   * Request headers on top of the handshake's own; one named like one of
+   * those (in any case) replaces it.
+   */
+  headers?: Record<string, string>;
+}
+
+/** The head of the answer to an upgrade, and its socket. */
+interface Answered {
+  readonly socket: Socket;
+  readonly response: RawResponse;
+  /** Bytes received after the head. */
+  readonly rest: Buffer;
+}
+
+/**
+ * Writes a WebSocket upgrade request, with `Sec-WebSocket-Protocol:
+ * protocol` unless it is `null`, on a TCP socket to 127.0.0.1:`port`, and
+ * reads the head of the answer. The socket is left paused.
+ */
+function sendUpgrade(
+  port: number,
+  protocol: string | null,
+  options: UpgradeOptions,
+): Promise<Answered> {
+  const socket = netConnect({ host: "127.0.0.1", port });
+  const headers = new Map<string, string>();
+  const set = (name: string, value: string) => {
+    const same = [...headers.keys()].find(
+      (key) => key.toLowerCase() === name.toLowerCase(),
+    );
+    headers.set(same ?? name, value);
+  };
+  set("Host", `127.0.0.1:${port}`);
+  set("Upgrade", "websocket");
+  set("Connection", "Upgrade");
+  set("Sec-WebSocket-Key", randomBytes(16).toString("base64"));
+  set("Sec-WebSocket-Version", "13");
+  if (protocol !== null) set("Sec-WebSocket-Protocol", protocol);
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    set(name, value);
+  }
+  const lines = [`GET ${options.path ?? "/ws"} HTTP/1.1`];
+  for (const [name, value] of headers) lines.push(`${name}: ${value}`);
+  socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+
+  const answered = new Promise<Answered>((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) return;
+      socket.off("data", onData);
+      socket.off("error", reject);
+      // Held until the reader of what follows is listening.
+      socket.pause();
+      socket.on("error", () => {
+        // Resets after the answer are expected; 'close' reports the end.
+      });
+      const response = parseResponse(head.subarray(0, end).toString());
+      resolve({ socket, response, rest: head.subarray(end + 4) });
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+  });
+  return within(answered, DEFAULT_WAIT_MS, "upgrade answer").catch(
+    (error: unknown) => {
+      socket.destroy();
+      throw error;
+    },
+  );
+}
+
+/** What a hand-made upgrade request got back. */
+export interface UpgradeAnswer extends RawResponse {
+  /** The body of a refusal; empty for a 101. */
+  readonly body: string;
+}
+
+/**
+ * Sends a hand-made upgrade request (no subprotocol unless in `headers`)
+ * and returns the HTTP answer; a 101 socket is destroyed at once.
+ */
+export async function rawUpgrade(
+  port: number,
+  options: UpgradeOptions = {},
+): Promise<UpgradeAnswer> {
+  const { socket, response, rest } = await sendUpgrade(port, null, options);
+  if (response.status === 101) {
+    socket.destroy();
+    return { ...response, body: "" };
+  }
+  const length = Number(response.headers["content-length"] ?? Infinity);
+  let body = rest;
+  const complete = new Promise<void>((resolve) => {
+    socket.once("close", () => resolve());
+    const take = (chunk: Buffer) => {
+      body = Buffer.concat([body, chunk]);
+      if (body.length >= length) resolve();
+    };
+    socket.on("data", take);
+    socket.resume();
+    take(Buffer.alloc(0));
+  });
+  await within(complete, DEFAULT_WAIT_MS, "upgrade refusal body").finally(() =>
+    socket.destroy(),
+  );
+  return { ...response, body: body.toString() };
+}
+
+/** Options of a `RawClient` upgrade. */
+export interface RawOptions extends UpgradeOptions {
   /** `Sec-WebSocket-Protocol`; `null` sends none. @default SUBPROTOCOL */
   protocol?: string | null;
-  /** More request headers, e.g. `Sec-WebSocket-Extensions`. */
-  headers?: Record<string, string>;
   /**
    * Keep server frames in `frames` and text in `texts`. Turn off to read
    * megabytes without holding them: replies are still kept, but a push is
@@ -489,57 +727,35 @@ export class RawClient {
     rest: Buffer,
     private readonly keepFrames: boolean,
   ) {
-    this.ended = new Promise((resolve) => socket.once("close", resolve));
-    socket.on("error", () => {
-      // Resets after a close are expected; `ended` reports the end.
-    });
+    liveClients.add(this);
+    this.ended = new Promise((resolve) =>
+      socket.once("close", () => {
+        liveClients.delete(this);
+        resolve();
+      }),
+    );
     socket.on("data", (chunk: Buffer) => this.take(chunk));
     if (rest.length > 0) this.take(rest);
+    socket.resume();
   }
 
   /** Connects to 127.0.0.1:`port` and completes the upgrade. */
-  static open(port: number, options: RawOptions = {}): Promise<RawClient> {
-    const socket = netConnect({ host: "127.0.0.1", port });
-    const key = randomBytes(16).toString("base64");
+  static async open(
+    port: number,
+    options: RawOptions = {},
+  ): Promise<RawClient> {
     const protocol =
       options.protocol === undefined ? SUBPROTOCOL : options.protocol;
-    const lines = [
-      `GET ${options.path ?? "/ws"} HTTP/1.1`,
-      `Host: 127.0.0.1:${port}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      `Sec-WebSocket-Key: ${key}`,
-      "Sec-WebSocket-Version: 13",
-    ];
-    if (protocol !== null) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
-    for (const [name, value] of Object.entries(options.headers ?? {})) {
-      lines.push(`${name}: ${value}`);
+    const { socket, response, rest } = await sendUpgrade(
+      port,
+      protocol,
+      options,
+    );
+    if (response.status !== 101) {
+      socket.destroy();
+      throw new Error(`upgrade refused: ${response.status}`);
     }
-    socket.write(`${lines.join("\r\n")}\r\n\r\n`);
-
-    const handshake = new Promise<RawClient>((resolve, reject) => {
-      let head = Buffer.alloc(0);
-      const onData = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        socket.off("data", onData);
-        socket.off("error", reject);
-        const response = parseResponse(head.subarray(0, end).toString());
-        if (response.status !== 101) {
-          socket.destroy();
-          reject(new Error(`upgrade refused: ${response.status}`));
-          return;
-        }
-        const rest = head.subarray(end + 4);
-        resolve(
-          new RawClient(socket, response, rest, options.keepFrames ?? true),
-        );
-      };
-      socket.on("data", onData);
-      socket.once("error", reject);
-    });
-    return within(handshake, DEFAULT_WAIT_MS, "raw upgrade");
+    return new RawClient(socket, response, rest, options.keepFrames ?? true);
   }
 
   /** Writes raw bytes. */
@@ -615,8 +831,8 @@ export class RawClient {
     this.socket.resume();
   }
 
-  /** Destroys the socket at once (like a killed process). */
-  destroy(): void {
+  /** Destroys the TCP socket at once, as a killed process would. */
+  terminate(): void {
     this.socket.destroy();
   }
 
@@ -696,24 +912,83 @@ function parseResponse(head: string): RawResponse {
   return { status: Number(statusLine.split(" ")[1]), headers };
 }
 
+/** What an HTTP call got back. */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  readonly json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** Calls the node's HTTP API over loopback. */
+export async function http(
+  port: number,
+  method: string,
+  path: string,
+  options: {
+    body?: unknown;
+    raw?: string;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<HttpAnswer> {
+  const body =
+    options.raw ??
+    (options.body === undefined ? undefined : JSON.stringify(options.body));
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    body,
+    headers: {
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      ...options.headers,
+    },
+  });
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
 /** Claims of a test token; `exp` is in seconds since the epoch. */
-export interface TokenClaims extends JWTPayload {
+export interface TokenClaims extends Omit<JWTPayload, "exp"> {
   sub?: string;
-  exp?: number;
+  /** `null` leaves `exp` out. @default an hour from now */
+  exp?: number | null;
   sb?: { subscribe?: string[]; publish?: string[] };
 }
 
-/** Signs `claims` as an HS256 JWT with `secret`; `exp` defaults to +1 h. */
+/** Grants to subscribe and publish on every channel. */
+export const ALL_GRANTS = { subscribe: ["*"], publish: ["*"] };
+
+/**
+ * Signs `claims` as a JWT with `key`, a secret for HS256 or a private
+ * key for `alg`; sets `iat`.
+ */
 export function mintToken(
-  secret: string,
-  claims: TokenClaims,
+  key: string | CryptoKey,
+  claims: TokenClaims = {},
+  alg = "HS256",
 ): Promise<string> {
   const { exp, ...rest } = claims;
-  return new SignJWT(rest)
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setIssuedAt()
-    .setExpirationTime(exp ?? Math.floor(Date.now() / 1000) + 3600)
-    .sign(new TextEncoder().encode(secret));
+  const jwt = new SignJWT(rest)
+    .setProtectedHeader({ alg, typ: "JWT" })
+    .setIssuedAt();
+  if (exp !== null) {
+    jwt.setExpirationTime(exp ?? Math.floor(Date.now() / 1000) + 3600);
+  }
+  return jwt.sign(
+    typeof key === "string" ? new TextEncoder().encode(key) : key,
+  );
+}
+
+/** The presence user of an anonymous client: `anon:` + session hash. */
+export function anonUser(session: string): string {
+  const digest = createHash("sha256").update(session).digest("base64url");
+  return `anon:${digest.slice(0, 16)}`;
 }
 
 /** One logged line. */

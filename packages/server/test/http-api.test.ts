@@ -1,45 +1,26 @@
-import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
 
-import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
 import {
-  createNode,
-  type NodeOptions,
-  type SwitchboardNode,
-} from "../src/index.js";
-import {
-  connectClient,
+  ALL_GRANTS,
+  TestClient,
+  anonUser,
   http,
+  isMessage,
+  mintToken,
+  startNode,
+  stopAll,
   subscribedClient,
-  terminateAll,
-  type Frame,
-} from "./client-helpers.js";
+} from "./helpers.js";
 
 const SECRET = "http-test-secret-0123456789abcdef0123";
 const API_KEY = "api-key-0123456789";
 
-let node: SwitchboardNode | undefined;
-
-async function start(options: NodeOptions = {}) {
-  node = createNode({ port: 0, ...options });
-  const { port } = await node.listen();
-  return { node, port };
-}
-
-afterEach(async () => {
-  terminateAll();
-  await node?.close();
-  node = undefined;
-});
+afterEach(stopAll);
 
 function token(sub: string): Promise<string> {
-  return new SignJWT({ sb: { subscribe: ["*"], publish: ["*"] } })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject(sub)
-    .setExpirationTime("1h")
-    .sign(new TextEncoder().encode(SECRET));
+  return mintToken(SECRET, { sub, sb: ALL_GRANTS });
 }
 
 /** A POST over node:http, which sends the Host header it is given. */
@@ -65,12 +46,9 @@ function rawPost(
   });
 }
 
-const isMessage = (channel: string) => (f: Frame) =>
-  f.type === "message" && f.channel === channel;
-
 describe("HTTP API routes", () => {
   it("publishes with POST /api/publish", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const channel = "api:pub";
     const { client, sub } = await subscribedClient(port, channel);
     const answer = await http(port, "POST", "/api/publish", {
@@ -89,7 +67,7 @@ describe("HTTP API routes", () => {
   });
 
   it("publishes to every channel with POST /api/broadcast", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     await node.publish("api:b", "earlier");
     const a = await subscribedClient(port, "api:a");
     const b = await subscribedClient(port, "api:b");
@@ -114,7 +92,7 @@ describe("HTTP API routes", () => {
   });
 
   it("refuses a broadcast without channels with 400", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await http(port, "POST", "/api/broadcast", {
       body: { channels: [], data: 1 },
     });
@@ -123,7 +101,7 @@ describe("HTTP API routes", () => {
   });
 
   it("reads history with GET /api/history", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "api:hist";
     let epoch = "";
     for (let n = 1; n <= 5; n++) ({ epoch } = await node.publish(channel, n));
@@ -170,7 +148,7 @@ describe("HTTP API routes", () => {
   });
 
   it("lists members with GET /api/presence", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const member = await subscribedClient(port, "api:room", {
       token: await token("alice"),
     });
@@ -182,7 +160,7 @@ describe("HTTP API routes", () => {
   });
 
   it("lists channels and subscribers with GET /api/channels", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     await node.publish("api:stored", 1);
     await subscribedClient(port, "api:live");
     await subscribedClient(port, "api:live");
@@ -197,50 +175,49 @@ describe("HTTP API routes", () => {
   });
 
   it("disconnects a user's connections with 4000", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const bobToken = await token("bob");
-    const one = await connectClient(port, { token: bobToken });
-    const two = await connectClient(port, { token: bobToken });
-    const other = await connectClient(port, { token: await token("carol") });
+    const one = await TestClient.connect(port, { token: bobToken });
+    const two = await TestClient.connect(port, { token: bobToken });
+    const other = await TestClient.connect(port, {
+      token: await token("carol"),
+    });
     const answer = await http(port, "POST", "/api/disconnect", {
       body: { user: "bob" },
     });
     expect(answer.json).toEqual({ disconnected: 2 });
-    expect(await one.client.waitClosed()).toEqual({
+    expect(await one.waitForClose()).toEqual({
       code: 4000,
       reason: "disconnected by the server",
     });
-    expect((await two.client.waitClosed()).code).toBe(4000);
-    expect((await other.client.request({ type: "ping" })).type).toBe("ok");
+    expect((await two.waitForClose()).code).toBe(4000);
+    expect((await other.request("ping")).type).toBe("ok");
   });
 
   it("disconnects with 4009 when reconnect is true", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
-    const bob = await connectClient(port, { token: await token("bob") });
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const bob = await TestClient.connect(port, { token: await token("bob") });
     const answer = await http(port, "POST", "/api/disconnect", {
       body: { user: "bob", reconnect: true },
     });
     expect(answer.json).toEqual({ disconnected: 1 });
-    expect((await bob.client.waitClosed()).code).toBe(4009);
+    expect((await bob.waitForClose()).code).toBe(4009);
   });
 
   it("disconnects an anonymous client by its presence user key", async () => {
-    const { port } = await start();
-    const guest = await connectClient(port, { session: "guest-session" });
-    const other = await connectClient(port, { session: "other-session" });
-    const digest = createHash("sha256")
-      .update("guest-session")
-      .digest("base64url");
+    const { port } = await startNode();
+    const guest = await TestClient.connect(port, { session: "guest-session" });
+    const other = await TestClient.connect(port, { session: "other-session" });
     const answer = await http(port, "POST", "/api/disconnect", {
-      body: { user: `anon:${digest.slice(0, 16)}` },
+      body: { user: anonUser("guest-session") },
     });
     expect(answer.json).toEqual({ disconnected: 1 });
-    expect((await guest.client.waitClosed()).code).toBe(4000);
-    expect((await other.client.request({ type: "ping" })).type).toBe("ok");
+    expect((await guest.waitForClose()).code).toBe(4000);
+    expect((await other.request("ping")).type).toBe("ok");
   });
 
   it("refuses a disconnect without a user with 400", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await http(port, "POST", "/api/disconnect", {
       body: { reconnect: true },
     });
@@ -249,11 +226,11 @@ describe("HTTP API routes", () => {
   });
 
   it("ends a user's subscription with an unsubscribed push", async () => {
-    const { node, port } = await start({ tokenSecret: SECRET });
+    const { node, port } = await startNode({ tokenSecret: SECRET });
     const bob = await subscribedClient(port, "api:x", {
       token: await token("bob"),
     });
-    await bob.client.call({ type: "subscribe", channel: "api:y" });
+    await bob.client.subscribe("api:y");
     const answer = await http(port, "POST", "/api/unsubscribe", {
       body: { user: "bob", channel: "api:x" },
     });
@@ -276,8 +253,8 @@ describe("HTTP API routes", () => {
   });
 
   it("answers /healthz, /readyz and /metrics", async () => {
-    const { port } = await start();
-    await connectClient(port);
+    const { port } = await startNode();
+    await TestClient.connect(port);
     const health = await http(port, "GET", "/healthz");
     expect([health.status, health.json]).toEqual([200, { status: "ok" }]);
     const ready = await http(port, "GET", "/readyz");
@@ -289,7 +266,7 @@ describe("HTTP API routes", () => {
   });
 
   it("answers 404 for an unknown API route", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await http(port, "GET", "/api/nothing");
     expect(answer.status).toBe(404);
     expect(answer.json.error.code).toBe("not_found");
@@ -300,7 +277,7 @@ describe("HTTP API routes", () => {
 
 describe("HTTP API key", () => {
   it("answers 401 with a JSON error without the key", async () => {
-    const { port } = await start({ apiKey: API_KEY });
+    const { port } = await startNode({ apiKey: API_KEY });
     const answer = await http(port, "POST", "/api/publish", {
       body: { channel: "k:1", data: 1 },
     });
@@ -312,7 +289,7 @@ describe("HTTP API key", () => {
   });
 
   it("answers 401 with a wrong key", async () => {
-    const { port } = await start({ apiKey: API_KEY });
+    const { port } = await startNode({ apiKey: API_KEY });
     for (const authorization of [
       `Bearer ${API_KEY}x`,
       `Bearer ${API_KEY.slice(0, -1)}`,
@@ -328,7 +305,7 @@ describe("HTTP API key", () => {
   });
 
   it("serves every route with the right key", async () => {
-    const { port } = await start({ apiKey: API_KEY });
+    const { port } = await startNode({ apiKey: API_KEY });
     const headers = { authorization: `Bearer ${API_KEY}` };
     const published = await http(port, "POST", "/api/publish", {
       body: { channel: "k:1", data: 1 },
@@ -343,13 +320,13 @@ describe("HTTP API key", () => {
   });
 
   it("serves /readyz and /metrics to loopback without the key", async () => {
-    const { port } = await start({ apiKey: API_KEY });
+    const { port } = await startNode({ apiKey: API_KEY });
     expect((await http(port, "GET", "/readyz")).status).toBe(200);
     expect((await http(port, "GET", "/metrics")).status).toBe(200);
   });
 
   it("serves loopback clients without a key configured", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await http(port, "POST", "/api/publish", {
       body: { channel: "k:open", data: 1 },
     });
@@ -360,7 +337,7 @@ describe("HTTP API key", () => {
     ["a browser Origin", { origin: "http://page.example" }],
     ["a rebound Host name", { host: "rebound.example" }],
   ])("answers 401 without a key to %s", async (_what, headers) => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await rawPost(port, "/api/publish", headers, {
       channel: "k:browser",
       data: 1,
@@ -380,7 +357,7 @@ describe("HTTP API key", () => {
   });
 
   it("answers 401 to a non-loopback client via a proxy", async () => {
-    const { port } = await start({ trustProxy: ["127.0.0.1"] });
+    const { port } = await startNode({ trustProxy: ["127.0.0.1"] });
     const headers = { "x-forwarded-for": "203.0.113.7" };
     const publish = await http(port, "POST", "/api/publish", {
       body: { channel: "k:proxied", data: 1 },
@@ -398,7 +375,7 @@ describe("HTTP API key", () => {
   });
 
   it("serves a proxied client with the right key", async () => {
-    const { port } = await start({
+    const { port } = await startNode({
       apiKey: API_KEY,
       trustProxy: ["127.0.0.1"],
     });
@@ -414,7 +391,7 @@ describe("HTTP API key", () => {
 
 describe("HTTP API input", () => {
   it("takes an Idempotency-Key header", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const send = (data: number) =>
       http(port, "POST", "/api/publish", {
         body: { channel: "in:idem", data },
@@ -438,7 +415,7 @@ describe("HTTP API input", () => {
   });
 
   it("takes key in the body over the header", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     await http(port, "POST", "/api/publish", {
       body: { channel: "in:key", data: 1, key: "body-key" },
     });
@@ -450,7 +427,7 @@ describe("HTTP API input", () => {
   });
 
   it("refuses a malformed idempotency key with 400", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const answer = await http(port, "POST", "/api/publish", {
       body: { channel: "in:key", data: 1 },
       headers: { "idempotency-key": "no spaces" },
@@ -459,7 +436,10 @@ describe("HTTP API input", () => {
   });
 
   it("answers 413 to a body over the limit", async () => {
-    const { port } = await start({ maxMessageSize: 1000, frameLimit: 1100 });
+    const { port } = await startNode({
+      maxMessageSize: 1000,
+      frameLimit: 1100,
+    });
     const answer = await http(port, "POST", "/api/publish", {
       raw: JSON.stringify({ channel: "in:big", data: "x".repeat(2000) }),
     });
@@ -468,7 +448,10 @@ describe("HTTP API input", () => {
   });
 
   it("answers 413 to a chunked body over the limit", async () => {
-    const { port } = await start({ maxMessageSize: 1000, frameLimit: 1100 });
+    const { port } = await startNode({
+      maxMessageSize: 1000,
+      frameLimit: 1100,
+    });
     const text = JSON.stringify({ channel: "in:big", data: "x".repeat(5000) });
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
@@ -485,7 +468,10 @@ describe("HTTP API input", () => {
   });
 
   it("answers 413 to data over maxMessageSize", async () => {
-    const { port } = await start({ maxMessageSize: 1000, frameLimit: 1100 });
+    const { port } = await startNode({
+      maxMessageSize: 1000,
+      frameLimit: 1100,
+    });
     const answer = await http(port, "POST", "/api/publish", {
       body: { channel: "in:big", data: "x".repeat(1000) },
     });
@@ -498,7 +484,7 @@ describe("HTTP API input", () => {
   });
 
   it("answers 400 to a body that is not JSON", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     for (const raw of ["{not json", "[1,2]", "null", ""]) {
       const answer = await http(port, "POST", "/api/publish", { raw });
       expect(answer.status).toBe(400);
@@ -510,7 +496,7 @@ describe("HTTP API input", () => {
   });
 
   it("answers 400 to an invalid channel or missing data", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const badChannel = await http(port, "POST", "/api/publish", {
       body: { channel: "bad channel", data: 1 },
     });

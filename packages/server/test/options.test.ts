@@ -10,7 +10,7 @@ import {
   resolveOptions,
   type SwitchboardNode,
 } from "../src/index.js";
-import { connectClient, terminateAll } from "./client-helpers.js";
+import { TestClient, stopAll } from "./helpers.js";
 
 describe("resolveOptions", () => {
   it("gives every option its documented default", () => {
@@ -89,7 +89,7 @@ describe("embedding", () => {
   let server: Server | undefined;
 
   afterEach(async () => {
-    terminateAll();
+    await stopAll();
     await node?.close();
     server?.close();
     node = server = undefined;
@@ -107,8 +107,8 @@ describe("embedding", () => {
     await new Promise<void>((r) => own.listen(0, "127.0.0.1", r));
     const { port } = own.address() as AddressInfo;
 
-    const { client } = await connectClient(port);
-    expect((await client.request({ type: "ping" })).type).toBe("ok");
+    const client = await TestClient.connect(port);
+    expect((await client.request("ping")).type).toBe("ok");
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe("app");
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(await health.json()).toEqual({ status: "ok" });

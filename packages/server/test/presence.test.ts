@@ -1,49 +1,28 @@
-import { createHash } from "node:crypto";
-
-import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { createNode, type SwitchboardNode } from "../src/index.js";
+import type { SwitchboardNode } from "../src/index.js";
 import {
-  connectClient,
+  ALL_GRANTS,
+  TestClient,
+  anonUser,
   http,
+  mintToken,
+  startNode,
+  stopAll,
   subscribedClient,
-  terminateAll,
   waitUntil,
-  type Frame,
-  type TestClient,
-} from "./client-helpers.js";
+  type ServerFrame,
+} from "./helpers.js";
 
 const SECRET = "presence-test-secret-0123456789abcdef";
 
-let node: SwitchboardNode | undefined;
-
-async function start(options: Parameters<typeof createNode>[0] = {}) {
-  node = createNode({ port: 0, ...options });
-  const { port } = await node.listen();
-  return { node, port };
-}
-
-afterEach(async () => {
-  terminateAll();
-  await node?.close();
-  node = undefined;
-});
-
-function anonKey(session: string): string {
-  const digest = createHash("sha256").update(session).digest("base64url");
-  return `anon:${digest.slice(0, 16)}`;
-}
+afterEach(stopAll);
 
 function token(sub: string): Promise<string> {
-  return new SignJWT({ sb: { subscribe: ["*"], publish: ["*"] } })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject(sub)
-    .setExpirationTime("1h")
-    .sign(new TextEncoder().encode(SECRET));
+  return mintToken(SECRET, { sub, sb: ALL_GRANTS });
 }
 
-const isPresencePush = (f: Frame) =>
+const isPresencePush = (f: ServerFrame) =>
   (f.type === "join" || f.type === "leave") && f.id === undefined;
 
 /**
@@ -73,7 +52,7 @@ function byClient(a: { client: string }, b: { client: string }): number {
 
 describe("presence", () => {
   it("lists every client with its token sub as the user", async () => {
-    const { port } = await start({ tokenSecret: SECRET });
+    const { port } = await startNode({ tokenSecret: SECRET });
     const channel = "room:list";
     const alice = await subscribedClient(port, channel, {
       token: await token("alice"),
@@ -81,8 +60,7 @@ describe("presence", () => {
     const bob = await subscribedClient(port, channel, {
       token: await token("bob"),
     });
-    const result = await alice.client.call<{ members: unknown[] }>({
-      type: "presence",
+    const result = await alice.client.call<{ members: unknown[] }>("presence", {
       channel,
     });
     expect(
@@ -97,19 +75,19 @@ describe("presence", () => {
   });
 
   it("lists an anonymous client as anon: + session hash", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const channel = "room:anon";
     const session = "session-one-0001";
     const member = await subscribedClient(port, channel, { session });
-    const result = await member.client.call({ type: "presence", channel });
+    const result = await member.client.call("presence", { channel });
     expect(result).toEqual({
-      members: [{ user: anonKey(session), client: member.id }],
+      members: [{ user: anonUser(session), client: member.id }],
     });
     expect(JSON.stringify(result)).not.toContain(session);
   });
 
   it("puts the member snapshot in the subscribe reply", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const channel = "room:snapshot";
     const first = await subscribedClient(port, channel, { session: "s-1" });
     const second = await subscribedClient(port, channel, {
@@ -119,15 +97,15 @@ describe("presence", () => {
     const snapshot = second.sub.presence as { members: { client: string }[] };
     expect([...snapshot.members].sort(byClient)).toEqual(
       [
-        { user: anonKey("s-1"), client: first.id },
-        { user: anonKey("s-2"), client: second.id },
+        { user: anonUser("s-1"), client: first.id },
+        { user: anonUser("s-2"), client: second.id },
       ].sort(byClient),
     );
     expect(first.sub).not.toHaveProperty("presence");
   });
 
   it("pushes join and leave to presence subscribers", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "room:joinleave";
     const watcher = await subscribedClient(port, channel, {
       session: "watcher",
@@ -138,7 +116,7 @@ describe("presence", () => {
     expect(join).toEqual({
       type: "join",
       channel,
-      user: anonKey("guest"),
+      user: anonUser("guest"),
       client: guest.id,
     });
 
@@ -147,7 +125,7 @@ describe("presence", () => {
     expect(leave).toEqual({
       type: "leave",
       channel,
-      user: anonKey("guest"),
+      user: anonUser("guest"),
       client: guest.id,
     });
     await settle(node, channel, watcher.client);
@@ -155,7 +133,7 @@ describe("presence", () => {
   });
 
   it("sends one join and one leave per user, not per connection", async () => {
-    const { node, port } = await start({ tokenSecret: SECRET });
+    const { node, port } = await startNode({ tokenSecret: SECRET });
     const channel = "room:peruser";
     const watcher = await subscribedClient(port, channel, {
       token: await token("watcher"),
@@ -173,10 +151,10 @@ describe("presence", () => {
     await waitUntil(() => node.connectionCount === 2);
     await settle(node, channel, watcher.client);
     expect(watcher.client.frames.filter(isPresencePush)).toHaveLength(1);
-    const members = await watcher.client.call<{ members: unknown[] }>({
-      type: "presence",
-      channel,
-    });
+    const members = await watcher.client.call<{ members: unknown[] }>(
+      "presence",
+      { channel },
+    );
     expect(members.members).toContainEqual({
       user: "carol",
       client: laptop.id,
@@ -194,7 +172,7 @@ describe("presence", () => {
   });
 
   it("counts two connections of one session as one user", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "room:session";
     const watcher = await subscribedClient(port, channel, {
       session: "w",
@@ -204,13 +182,13 @@ describe("presence", () => {
     const b = await subscribedClient(port, channel, { session: "shared" });
     await settle(node, channel, watcher.client);
     expect(watcher.client.frames.filter(isPresencePush)).toEqual([
-      { type: "join", channel, user: anonKey("shared"), client: a.id },
+      { type: "join", channel, user: anonUser("shared"), client: a.id },
     ]);
     expect(b.id).not.toBe(a.id);
   });
 
   it("replaces a vanished session's entry with no leave or join", async () => {
-    const { node, port } = await start({ presenceTtl: 5_000 });
+    const { node, port } = await startNode({ presenceTtl: 5_000 });
     const channel = "room:return";
     const watcher = await subscribedClient(port, channel, {
       session: "w",
@@ -223,21 +201,21 @@ describe("presence", () => {
     await settle(node, channel, watcher.client);
 
     expect(watcher.client.frames.filter(isPresencePush)).toEqual([
-      { type: "join", channel, user: anonKey("phone"), client: first.id },
+      { type: "join", channel, user: anonUser("phone"), client: first.id },
     ]);
-    const { members } = await watcher.client.call<{ members: unknown[] }>({
-      type: "presence",
-      channel,
-    });
+    const { members } = await watcher.client.call<{ members: unknown[] }>(
+      "presence",
+      { channel },
+    );
     expect(members).toContainEqual({
-      user: anonKey("phone"),
+      user: anonUser("phone"),
       client: again.id,
     });
     expect(members).toHaveLength(2);
   });
 
   it("sends the leave of a vanished session after presenceTtl", async () => {
-    const { node, port } = await start({ presenceTtl: 300 });
+    const { node, port } = await startNode({ presenceTtl: 300 });
     const channel = "room:gone";
     const watcher = await subscribedClient(port, channel, {
       session: "w",
@@ -246,23 +224,23 @@ describe("presence", () => {
     const gone = await subscribedClient(port, channel, { session: "gone" });
     gone.client.terminate();
     await waitUntil(() => node.connectionCount === 1);
-    const { members } = await watcher.client.call<{ members: unknown[] }>({
-      type: "presence",
-      channel,
-    });
+    const { members } = await watcher.client.call<{ members: unknown[] }>(
+      "presence",
+      { channel },
+    );
     expect(members).toHaveLength(2);
 
     const leave = await watcher.client.waitFor((f) => f.type === "leave");
     expect(leave).toEqual({
       type: "leave",
       channel,
-      user: anonKey("gone"),
+      user: anonUser("gone"),
       client: gone.id,
     });
   });
 
   it("sends the leave of a cleanly closed client at once", async () => {
-    const { port } = await start({ presenceTtl: 60_000 });
+    const { port } = await startNode({ presenceTtl: 60_000 });
     const channel = "room:bye";
     const watcher = await subscribedClient(port, channel, {
       session: "w",
@@ -274,11 +252,11 @@ describe("presence", () => {
       (f) => f.type === "leave",
       2_000,
     );
-    expect(leave).toMatchObject({ user: anonKey("bye"), client: guest.id });
+    expect(leave).toMatchObject({ user: anonUser("bye"), client: guest.id });
   });
 
   it("sends no join or leave without presence: true", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "room:quiet";
     const quiet = await subscribedClient(port, channel, { session: "q" });
     const guest = await subscribedClient(port, channel, { session: "g" });
@@ -289,7 +267,7 @@ describe("presence", () => {
   });
 
   it("stops join and leave pushes above joinLeaveMaxMembers", async () => {
-    const { node, port } = await start({ joinLeaveMaxMembers: 2 });
+    const { node, port } = await startNode({ joinLeaveMaxMembers: 2 });
     const channel = "room:busy";
     const watcher = await subscribedClient(port, channel, {
       session: "w",
@@ -299,7 +277,7 @@ describe("presence", () => {
     const third = await subscribedClient(port, channel, { session: "3" });
     await settle(node, channel, watcher.client);
     expect(watcher.client.frames.filter(isPresencePush)).toEqual([
-      { type: "join", channel, user: anonKey("2"), client: second.id },
+      { type: "join", channel, user: anonUser("2"), client: second.id },
     ]);
 
     await third.client.close();
@@ -307,13 +285,13 @@ describe("presence", () => {
     expect(leave).toEqual({
       type: "leave",
       channel,
-      user: anonKey("3"),
+      user: anonUser("3"),
       client: third.id,
     });
   });
 
   it("truncates the list at presenceMaxMembers", async () => {
-    const { port } = await start({ presenceMaxMembers: 3 });
+    const { port } = await startNode({ presenceMaxMembers: 3 });
     const channel = "room:crowd";
     const members = [];
     for (let i = 0; i < 5; i++) {
@@ -321,7 +299,7 @@ describe("presence", () => {
     }
     const result = await members[0]!.client.call<{
       members: { client: string }[];
-    }>({ type: "presence", channel });
+    }>("presence", { channel });
     expect(result.members).toHaveLength(3);
     expect(result).toMatchObject({ truncated: true });
     const ids = new Set(members.map((m) => m.id));
@@ -344,24 +322,24 @@ describe("presence", () => {
   });
 
   it("leaves presence on unsubscribe and lists nobody after", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const channel = "room:unsub";
     const member = await subscribedClient(port, channel, { session: "u" });
-    await member.client.call({ type: "unsubscribe", channel });
-    const { client } = await connectClient(port);
-    expect(await client.call({ type: "presence", channel })).toEqual({
+    await member.client.call("unsubscribe", { channel });
+    const client = await TestClient.connect(port);
+    expect(await client.call("presence", { channel })).toEqual({
       members: [],
     });
   });
 
   it("lists nobody in a namespace without presence", async () => {
-    const { port } = await start({
+    const { port } = await startNode({
       namespaces: { hidden: { presence: false } },
     });
     const channel = "hidden:room";
     const member = await subscribedClient(port, channel, { presence: true });
     expect(member.sub.presence).toEqual({ members: [] });
-    expect(await member.client.call({ type: "presence", channel })).toEqual({
+    expect(await member.client.call("presence", { channel })).toEqual({
       members: [],
     });
   });

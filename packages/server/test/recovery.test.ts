@@ -1,35 +1,18 @@
 import { afterEach, describe, expect, it } from "vitest";
 
-import { createNode, type SwitchboardNode } from "../src/index.js";
+import type { SwitchboardNode } from "../src/index.js";
 import {
-  connectClient,
+  TestClient,
   http,
+  sleep,
+  startNode,
+  stopAll,
   subscribedClient,
-  terminateAll,
   waitUntil,
-  type Frame,
-} from "./client-helpers.js";
+  type ServerFrame,
+} from "./helpers.js";
 
-let node: SwitchboardNode | undefined;
-
-async function start(options: Parameters<typeof createNode>[0] = {}) {
-  node = createNode({ port: 0, ...options });
-  const { port } = await node.listen();
-  return { node, port };
-}
-
-afterEach(async () => {
-  terminateAll();
-  await node?.close();
-  node = undefined;
-});
-
-interface SubscribeResult {
-  epoch: string;
-  offset: number;
-  recovered?: boolean;
-  publications?: Frame[];
-}
+afterEach(stopAll);
 
 /** The `message` push a publication of `data` at `offset` becomes. */
 function message(channel: string, epoch: string, offset: number) {
@@ -59,13 +42,9 @@ async function publishN(
   return last;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 describe("recovery at subscribe", () => {
   it("recovers the 50 messages missed, then goes live", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:away";
     await publishN(node, channel, 5);
     const first = await subscribedClient(port, channel);
@@ -81,10 +60,8 @@ describe("recovery at subscribe", () => {
     const top = await publishN(node, channel, 50);
     expect(top.offset).toBe(57);
 
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since,
     });
     expect(result).toEqual({
@@ -102,13 +79,11 @@ describe("recovery at subscribe", () => {
   });
 
   it("answers recovered: true with nothing when since is the top", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:top";
     const top = await publishN(node, channel, 4);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since: { epoch: top.epoch, offset: 4 },
     });
     expect(result).toEqual({
@@ -120,40 +95,34 @@ describe("recovery at subscribe", () => {
   });
 
   it("answers recovered: false for a since above the top", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:above";
     const top = await publishN(node, channel, 4);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since: { epoch: top.epoch, offset: 5 },
     });
     expect(result).toEqual({ epoch: top.epoch, offset: 4, recovered: false });
   });
 
   it("answers recovered: false for a since from another epoch", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:epoch";
     const top = await publishN(node, channel, 4);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since: { epoch: `${top.epoch}x`, offset: 2 },
     });
     expect(result).toEqual({ epoch: top.epoch, offset: 4, recovered: false });
   });
 
   it("answers recovered: false past historySize", async () => {
-    const { node, port } = await start({ historySize: 10 });
+    const { node, port } = await startNode({ historySize: 10 });
     const channel = "rec:size";
     const first = await publishN(node, channel, 1);
     await publishN(node, channel, 11);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since: first,
     });
     expect(result).toEqual({
@@ -164,14 +133,12 @@ describe("recovery at subscribe", () => {
   });
 
   it("recovers exactly historySize messages when all are kept", async () => {
-    const { node, port } = await start({ historySize: 10 });
+    const { node, port } = await startNode({ historySize: 10 });
     const channel = "rec:size-edge";
     const since = await publishN(node, channel, 2);
     await publishN(node, channel, 10);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since,
     });
     expect(result.recovered).toBe(true);
@@ -179,7 +146,7 @@ describe("recovery at subscribe", () => {
   });
 
   it("answers recovered: false once historyTtl has passed", async () => {
-    const { node, port } = await start({
+    const { node, port } = await startNode({
       namespaces: { ttl: { historyTtl: 150 } },
     });
     const channel = "ttl:room";
@@ -197,10 +164,8 @@ describe("recovery at subscribe", () => {
       return read.json.publications.length === 0;
     }, 3_000);
 
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since,
     });
     expect(result).toEqual({
@@ -211,25 +176,21 @@ describe("recovery at subscribe", () => {
   });
 
   it("answers recovered: false past recoveryMaxPublications", async () => {
-    const { node, port } = await start({
+    const { node, port } = await startNode({
       recoveryMaxPublications: 20,
       historySize: 100,
     });
     const channel = "rec:max";
     const since = await publishN(node, channel, 1);
     await publishN(node, channel, 21);
-    const { client } = await connectClient(port);
-    const over = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const over = await client.subscribe(channel, {
       since,
     });
     expect(over).toEqual({ epoch: since.epoch, offset: 22, recovered: false });
 
-    const { client: other } = await connectClient(port);
-    const atLimit = await other.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const other = await TestClient.connect(port);
+    const atLimit = await other.subscribe(channel, {
       since: { epoch: since.epoch, offset: 2 },
     });
     expect(atLimit.recovered).toBe(true);
@@ -237,17 +198,15 @@ describe("recovery at subscribe", () => {
   });
 
   it("answers recovered: false past 1 MiB of recovered data", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:bytes";
     const since = await node.publish(channel, "start");
     // 60,002 bytes of UTF-8 each (30,000 two-byte characters): 20 of them
     // are over 1 MiB, though only 600,040 UTF-16 code units.
     const wide = "\u00e9".repeat(30_000);
     for (let i = 0; i < 20; i++) await node.publish(channel, wide);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since,
     });
     // Compared field by field: a failure must not print a megabyte.
@@ -260,15 +219,13 @@ describe("recovery at subscribe", () => {
   });
 
   it("recovers up to 1 MiB of data", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:bytes-fit";
     const since = await node.publish(channel, "start");
     const narrow = "a".repeat(60_000);
     for (let i = 0; i < 17; i++) await node.publish(channel, narrow);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel, {
       since,
     });
     expect(result.recovered).toBe(true);
@@ -276,23 +233,20 @@ describe("recovery at subscribe", () => {
   });
 
   it("omits recovered when since is not sent", async () => {
-    const { node, port } = await start();
+    const { node, port } = await startNode();
     const channel = "rec:fresh";
     const top = await publishN(node, channel, 3);
-    const { client } = await connectClient(port);
-    const result = await client.call<SubscribeResult>({
-      type: "subscribe",
-      channel,
-    });
+    const client = await TestClient.connect(port);
+    const result = await client.subscribe(channel);
     expect(result).toEqual({ epoch: top.epoch, offset: 3 });
   });
 });
 
 describe("history requests", () => {
   async function historyNode() {
-    const started = await start({ historyMaxLimit: 50 });
+    const started = await startNode({ historyMaxLimit: 50 });
     const top = await publishN(started.node, "hist:room", 10);
-    const { client } = await connectClient(started.port);
+    const client = await TestClient.connect(started.port);
     return { ...started, client, epoch: top.epoch };
   }
 
@@ -300,13 +254,13 @@ describe("history requests", () => {
 
   it("returns the position only without a limit", async () => {
     const { client, epoch } = await historyNode();
-    const result = await client.call({ type: "history", channel });
+    const result = await client.call("history", { channel });
     expect(result).toEqual({ epoch, offset: 10, publications: [] });
   });
 
   it("returns the oldest entries first up to the limit", async () => {
     const { client, epoch } = await historyNode();
-    const result = await client.call({ type: "history", channel, limit: 3 });
+    const result = await client.call("history", { channel, limit: 3 });
     expect(result).toEqual({
       epoch,
       offset: 10,
@@ -316,8 +270,7 @@ describe("history requests", () => {
 
   it("returns the newest entries newest first with reverse", async () => {
     const { client, epoch } = await historyNode();
-    const result = await client.call({
-      type: "history",
+    const result = await client.call("history", {
       channel,
       limit: 3,
       reverse: true,
@@ -331,8 +284,7 @@ describe("history requests", () => {
 
   it("returns the entries after since", async () => {
     const { client, epoch } = await historyNode();
-    const result = await client.call({
-      type: "history",
+    const result = await client.call("history", {
       channel,
       since: { epoch, offset: 7 },
       limit: 50,
@@ -346,8 +298,7 @@ describe("history requests", () => {
 
   it("reads from the oldest for a since of another epoch", async () => {
     const { client, epoch } = await historyNode();
-    const result = await client.call({
-      type: "history",
+    const result = await client.call("history", {
       channel,
       since: { epoch: "other", offset: 7 },
       limit: 2,
@@ -361,7 +312,7 @@ describe("history requests", () => {
 
   it("refuses a limit over historyMaxLimit with bad_request", async () => {
     const { client } = await historyNode();
-    const reply = await client.request({ type: "history", channel, limit: 51 });
+    const reply = await client.request("history", { channel, limit: 51 });
     expect(reply).toEqual({
       type: "error",
       id: reply.id,
@@ -369,33 +320,32 @@ describe("history requests", () => {
       message: "limit must be at most 50",
       temporary: false,
     });
-    const ok = await client.request({ type: "history", channel, limit: 50 });
+    const ok = await client.request("history", { channel, limit: 50 });
     expect(ok.type).toBe("ok");
   });
 });
 
 describe("idempotent publish", () => {
   it("repeats the first result as duplicate, storing nothing", async () => {
-    const { port } = await start();
+    const { port } = await startNode();
     const channel = "idem:room";
     const { client: reader, sub } = await subscribedClient(port, channel);
-    const { client } = await connectClient(port);
+    const client = await TestClient.connect(port);
 
-    const publish = { type: "publish", channel, key: "k-1", data: { n: 1 } };
-    const first = await client.call(publish);
+    const publish = { channel, key: "k-1", data: { n: 1 } };
+    const first = await client.call("publish", publish);
     expect(first).toEqual({ epoch: sub.epoch, offset: 1 });
-    const other = await client.call({ ...publish, key: "k-2" });
+    const other = await client.call("publish", { ...publish, key: "k-2" });
     expect(other).toEqual({ epoch: sub.epoch, offset: 2 });
-    const again = await client.call({ ...publish, data: { n: "changed" } });
+    const again = await client.call("publish", {
+      ...publish,
+      data: { n: "changed" },
+    });
     expect(again).toEqual({ epoch: sub.epoch, offset: 1, duplicate: true });
 
-    const history = await client.call({
-      type: "history",
-      channel,
-      limit: 10,
-    });
+    const history = await client.call("history", { channel, limit: 10 });
     expect(history).toMatchObject({ offset: 2 });
-    const published = (history as { publications: Frame[] }).publications;
+    const published = (history as { publications: ServerFrame[] }).publications;
     expect(published.map((p) => [p.offset, p.data])).toEqual([
       [1, { n: 1 }],
       [2, { n: 1 }],
@@ -405,16 +355,14 @@ describe("idempotent publish", () => {
   });
 
   it("scopes keys to the channel", async () => {
-    const { port } = await start();
-    const { client } = await connectClient(port);
-    const a = await client.call({
-      type: "publish",
+    const { port } = await startNode();
+    const client = await TestClient.connect(port);
+    const a = await client.call("publish", {
       channel: "idem:a",
       key: "same",
       data: 1,
     });
-    const b = await client.call({
-      type: "publish",
+    const b = await client.call("publish", {
       channel: "idem:b",
       key: "same",
       data: 1,
@@ -425,13 +373,13 @@ describe("idempotent publish", () => {
   });
 
   it("forgets a key after the idempotency window", async () => {
-    const { port } = await start({ idempotencyWindow: 100 });
-    const { client } = await connectClient(port);
-    const publish = { type: "publish", channel: "idem:w", key: "k", data: 1 };
-    expect(await client.call(publish)).toMatchObject({ offset: 1 });
+    const { port } = await startNode({ idempotencyWindow: 100 });
+    const client = await TestClient.connect(port);
+    const publish = { channel: "idem:w", key: "k", data: 1 };
+    expect(await client.call("publish", publish)).toMatchObject({ offset: 1 });
     // The window is a duration: only time passing can end it.
     await sleep(150);
-    expect(await client.call(publish)).toEqual({
+    expect(await client.call("publish", publish)).toEqual({
       epoch: expect.any(String),
       offset: 2,
     });

@@ -1,0 +1,432 @@
+import { randomBytes } from "node:crypto";
+
+import {
+  ErrorCode,
+  META_PATTERN,
+  PRESENCE_ADD_SCRIPT,
+  PRESENCE_REMOVE_SCRIPT,
+  PUBLISH_SCRIPT,
+  READ_SCRIPT,
+  channelKeys,
+  decodeTopicPayload,
+  type Publisher,
+} from "@switchboard/protocol";
+import { createClient } from "redis";
+
+import type {
+  Engine,
+  EngineHandlers,
+  PresenceEntry,
+  PresenceList,
+  Publication,
+  PublishOptions,
+  PublishOutcome,
+  ReadOptions,
+  ReadOutcome,
+} from "./engine.js";
+import type { Logger } from "./logger.js";
+import { RedisScript, type RedisClient } from "./redis-script.js";
+import { RequestError } from "./request-error.js";
+
+/** Options of the redis engine. */
+export interface RedisEngineOptions {
+  /** `redis://host:port` of the Redis server. */
+  readonly url: string;
+  /** How long a channel's position outlives its last publish, ms. */
+  readonly historyMetaTtl: number;
+  /** How long after its last local subscriber the node stops listening. */
+  readonly unsubscribeLinger: number;
+  readonly logger: Logger;
+}
+
+const publishScript = new RedisScript(PUBLISH_SCRIPT);
+const readScript = new RedisScript(READ_SCRIPT);
+const presenceAddScript = new RedisScript(PRESENCE_ADD_SCRIPT);
+const presenceRemoveScript = new RedisScript(PRESENCE_REMOVE_SCRIPT);
+
+type StreamEntry = [id: string, fields: string[]];
+
+/** Most entries one repair read fetches; it loops for more. */
+const REPAIR_BATCH = 500;
+
+/** Wait before a repair that failed (Redis away) is tried again, ms. */
+const REPAIR_RETRY_MS = 500;
+
+/**
+ * The node's view of one channel: its subscription to the topic and the
+ * position it last delivered, from which it repairs what pub/sub lost.
+ */
+interface ChannelState {
+  /** Local subscribers that asked for the channel. */
+  count: number;
+  /** Resolves once Redis confirmed the subscription and the position. */
+  ready: Promise<void>;
+  /** Pending unsubscribe after the last local subscriber left. */
+  linger: NodeJS.Timeout | undefined;
+  /** Position last delivered; epoch "" until known. */
+  epoch: string;
+  offset: number;
+  /** Publications held while a repair reads the stream. */
+  held: Publication[] | undefined;
+  repairing: boolean;
+}
+
+/**
+ * The engine of a fleet: positions, history and presence in Redis, fan-out
+ * between nodes by pub/sub. A node listens to a channel's topic only while
+ * it has local subscribers there.
+ */
+export class RedisEngine implements Engine {
+  private readonly commands: RedisClient;
+  private readonly subscriber: RedisClient;
+  private readonly states = new Map<string, ChannelState>();
+  private handlers: EngineHandlers | undefined;
+
+  constructor(private readonly options: RedisEngineOptions) {
+    // Without Redis, requests fail at once with `unavailable` rather than
+    // waiting in a queue the client cannot see.
+    this.commands = createClient({
+      url: options.url,
+      disableOfflineQueue: true,
+    });
+    this.subscriber = this.commands.duplicate();
+    for (const [role, client] of [
+      ["commands", this.commands],
+      ["subscriber", this.subscriber],
+    ] as const) {
+      client.on("error", (error: Error) =>
+        options.logger.warn({ role, err: error.message }, "redis error"),
+      );
+    }
+  }
+
+  async start(handlers: EngineHandlers): Promise<void> {
+    this.handlers = handlers;
+    // Pub/sub traffic may have been lost while the link was down: read
+    // every channel's stream from where the node stood.
+    this.subscriber.on("ready", () => {
+      for (const [channel, state] of this.states) {
+        if (state.epoch !== "") void this.repair(channel, state);
+      }
+    });
+    await Promise.all([this.commands.connect(), this.subscriber.connect()]);
+  }
+
+  async close(): Promise<void> {
+    this.handlers = undefined;
+    for (const state of this.states.values()) clearTimeout(state.linger);
+    this.states.clear();
+    await Promise.allSettled([this.commands.close(), this.subscriber.close()]);
+  }
+
+  async publish(
+    channel: string,
+    data: string,
+    options: PublishOptions,
+  ): Promise<PublishOutcome> {
+    const keys = channelKeys(channel);
+    const reply = (await this.run(
+      publishScript,
+      [keys.meta, keys.stream, keys.idempotency(options.key ?? "")],
+      [
+        data,
+        options.publisher ? JSON.stringify(options.publisher) : "",
+        String(options.historySize),
+        String(options.historyTtl),
+        String(this.options.historyMetaTtl),
+        String(options.key ? options.idempotencyWindow : 0),
+        newEpoch(),
+        keys.topic,
+      ],
+    )) as [string, number, number];
+    return { epoch: reply[0], offset: reply[1], duplicate: reply[2] === 1 };
+  }
+
+  async read(channel: string, options: ReadOptions): Promise<ReadOutcome> {
+    const keys = channelKeys(channel);
+    const { since } = options;
+    const reply = (await this.run(
+      readScript,
+      [keys.meta, keys.stream],
+      [
+        since?.epoch ?? "",
+        String(since?.offset ?? 0),
+        String(options.limit),
+        options.reverse ? "1" : "0",
+        newEpoch(),
+        String(this.options.historyMetaTtl),
+      ],
+    )) as [string, number, number, StreamEntry[]];
+    const [epoch, offset, oldest, entries] = reply;
+    return {
+      epoch,
+      offset,
+      oldest,
+      publications: entries.map((entry) =>
+        toPublication(channel, epoch, entry),
+      ),
+    };
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    const current = this.states.get(channel);
+    if (current) {
+      current.count += 1;
+      clearTimeout(current.linger);
+      current.linger = undefined;
+      return current.ready;
+    }
+    const state: ChannelState = {
+      count: 1,
+      ready: Promise.resolve(),
+      linger: undefined,
+      epoch: "",
+      offset: 0,
+      held: undefined,
+      repairing: false,
+    };
+    this.states.set(channel, state);
+    state.ready = this.listen(channel, state);
+    state.ready.catch(() => {
+      if (this.states.get(channel) === state) this.states.delete(channel);
+    });
+    return state.ready;
+  }
+
+  unsubscribe(channel: string): void {
+    const state = this.states.get(channel);
+    if (!state || --state.count > 0) return;
+    state.linger = setTimeout(() => {
+      if (this.states.get(channel) !== state || state.count > 0) return;
+      this.states.delete(channel);
+      this.subscriber
+        .unsubscribe(channelKeys(channel).topic)
+        .catch((error: Error) =>
+          this.options.logger.warn(
+            { channel, err: error.message },
+            "redis unsubscribe failed",
+          ),
+        );
+    }, this.options.unsubscribeLinger);
+    state.linger.unref();
+  }
+
+  async addPresence(entry: PresenceEntry): Promise<void> {
+    const keys = channelKeys(entry.channel);
+    const event = JSON.stringify({ user: entry.user, client: entry.client });
+    await this.run(
+      presenceAddScript,
+      [keys.presence, keys.users],
+      [
+        entry.client,
+        entry.user,
+        JSON.stringify({ user: entry.user, session: entry.session }),
+        keys.topic,
+        event,
+      ],
+    );
+  }
+
+  async removePresence(entry: PresenceEntry, linger: number): Promise<void> {
+    if (linger > 0) {
+      setTimeout(() => void this.removePresence(entry, 0), linger).unref();
+      return;
+    }
+    const keys = channelKeys(entry.channel);
+    const event = JSON.stringify({ user: entry.user, client: entry.client });
+    await this.run(
+      presenceRemoveScript,
+      [keys.presence, keys.users],
+      [entry.client, entry.user, keys.topic, event],
+    );
+  }
+
+  async presence(channel: string, max: number): Promise<PresenceList> {
+    const key = channelKeys(channel).presence;
+    const entries = await this.guard(() => this.commands.hGetAll(key));
+    const clients = Object.keys(entries);
+    return {
+      members: clients.slice(0, max).map((client) => ({
+        user: (JSON.parse(entries[client]!) as { user: string }).user,
+        client,
+      })),
+      truncated: clients.length > max,
+    };
+  }
+
+  async channels(): Promise<string[]> {
+    const channels: string[] = [];
+    for await (const batch of this.commands.scanIterator({
+      MATCH: META_PATTERN,
+      COUNT: 1000,
+    })) {
+      for (const key of batch) channels.push(key.slice(6, -3));
+    }
+    return channels;
+  }
+
+  /** Runs a script; a Redis failure becomes `unavailable`. */
+  private run(
+    script: RedisScript,
+    keys: string[],
+    args: string[],
+  ): Promise<unknown> {
+    return this.guard(() => script.run(this.commands, keys, args));
+  }
+
+  private async guard<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      this.options.logger.debug({ err: String(error) }, "redis call failed");
+      throw new RequestError(ErrorCode.Unavailable, "redis unavailable");
+    }
+  }
+
+  /**
+   * Subscribes to a channel's topic and, once Redis confirmed it, reads
+   * the position the node starts from; messages heard meanwhile count.
+   */
+  private async listen(channel: string, state: ChannelState): Promise<void> {
+    await this.subscriber.subscribe(
+      channelKeys(channel).topic,
+      (payload: string) => this.hear(channel, state, payload),
+    );
+    const position = await this.read(channel, {
+      since: undefined,
+      limit: 0,
+      reverse: false,
+    });
+    if (state.epoch === "" || state.epoch !== position.epoch) {
+      state.epoch = position.epoch;
+      state.offset = position.offset;
+    } else {
+      state.offset = Math.max(state.offset, position.offset);
+    }
+  }
+
+  /** Decodes a topic payload once for the node, then hands it over. */
+  private hear(channel: string, state: ChannelState, payload: string): void {
+    const decoded = decodeTopicPayload(payload);
+    if (!decoded) {
+      this.options.logger.debug({ channel }, "unknown topic payload");
+      return;
+    }
+    if (decoded.kind !== "message") {
+      this.handlers?.presence({
+        type: decoded.kind,
+        channel,
+        user: decoded.user,
+        client: decoded.client,
+        users: decoded.users,
+      });
+      return;
+    }
+    this.accept(channel, state, {
+      channel,
+      epoch: decoded.epoch,
+      offset: decoded.offset,
+      data: decoded.data,
+      publisher: decoded.publisher
+        ? (JSON.parse(decoded.publisher) as Publisher)
+        : undefined,
+    });
+  }
+
+  /**
+   * Delivers in offset order: drops what was delivered, holds everything
+   * behind a gap while a repair reads the missing entries.
+   */
+  private accept(
+    channel: string,
+    state: ChannelState,
+    publication: Publication,
+  ): void {
+    if (state.held) {
+      state.held.push(publication);
+      return;
+    }
+    if (state.epoch === publication.epoch) {
+      if (publication.offset <= state.offset) return;
+      if (publication.offset > state.offset + 1) {
+        state.held = [publication];
+        void this.repair(channel, state);
+        return;
+      }
+    }
+    state.epoch = publication.epoch;
+    state.offset = publication.offset;
+    this.handlers?.publication(publication);
+  }
+
+  /**
+   * Reads the stream from the delivered position and delivers what is
+   * missing before anything held. When the stream no longer has it, the
+   * local subscribers are told to resubscribe.
+   */
+  private async repair(channel: string, state: ChannelState): Promise<void> {
+    if (state.repairing) return;
+    state.repairing = true;
+    state.held ??= [];
+    try {
+      for (;;) {
+        const read = await this.read(channel, {
+          since: { epoch: state.epoch, offset: state.offset },
+          limit: REPAIR_BATCH,
+          reverse: false,
+        });
+        if (read.epoch !== state.epoch) {
+          // A new stream (Redis lost the channel): deliver it from its
+          // start; subscribers see the new epoch as a discontinuity.
+          state.epoch = read.epoch;
+          state.offset = 0;
+          continue;
+        }
+        if (read.oldest > state.offset + 1 && read.offset > state.offset) {
+          state.offset = read.offset;
+          this.handlers?.insufficient(channel);
+          break;
+        }
+        for (const publication of read.publications) {
+          state.offset = publication.offset;
+          this.handlers?.publication(publication);
+        }
+        if (read.publications.length < REPAIR_BATCH) break;
+      }
+    } catch (error) {
+      state.repairing = false;
+      this.options.logger.warn(
+        { channel, err: String(error) },
+        "repair failed; retrying",
+      );
+      setTimeout(
+        () => void this.repair(channel, state),
+        REPAIR_RETRY_MS,
+      ).unref();
+      return;
+    }
+    const held = state.held;
+    state.held = undefined;
+    state.repairing = false;
+    for (const publication of held) this.accept(channel, state, publication);
+  }
+}
+
+function newEpoch(): string {
+  return randomBytes(6).toString("base64url");
+}
+
+function toPublication(
+  channel: string,
+  epoch: string,
+  [id, fields]: StreamEntry,
+): Publication {
+  const publisher = fields[fields.indexOf("p") + 1];
+  return {
+    channel,
+    epoch,
+    offset: Number(id.slice(0, id.indexOf("-"))),
+    data: fields[fields.indexOf("d") + 1] ?? "null",
+    publisher: publisher ? (JSON.parse(publisher) as Publisher) : undefined,
+  };
+}

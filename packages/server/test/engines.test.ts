@@ -1,0 +1,228 @@
+/**
+ * One conformance suite for both engines: what a client sees must not
+ * depend on the engine. With redis, two nodes share one Redis and the
+ * clients of a test are spread over both.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { NodeOptions } from "../src/index.js";
+import {
+  TestClient,
+  anonUser,
+  isMessage,
+  sleep,
+  startNode,
+  stopAll,
+  subscribedClient,
+  type StartedNode,
+} from "./helpers.js";
+import { startRedis, type OwnRedis } from "./redis-server.js";
+import { startProxy } from "./tcp-proxy.js";
+
+interface Fleet {
+  /** Ports of the fleet's nodes; memory has one, redis two. */
+  readonly ports: readonly number[];
+  readonly nodes: readonly StartedNode[];
+}
+
+const ENGINES: readonly [string, (redis: OwnRedis) => NodeOptions, number][] = [
+  ["memory", () => ({ engine: "memory" }), 1],
+  [
+    "redis",
+    (redis) => ({
+      engine: "redis",
+      redisUrl: redis.url,
+      unsubscribeLinger: 50,
+    }),
+    2,
+  ],
+];
+
+let redis: OwnRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await stopAll();
+  await redis.stop();
+});
+
+let unique = 0;
+/** A channel no other test uses. */
+function channel(name: string): string {
+  unique += 1;
+  return `conf:${name}-${unique}`;
+}
+
+describe.each(ENGINES)("the %s engine", (_name, options, size) => {
+  let fleet: Fleet;
+
+  beforeAll(async () => {
+    const nodes: StartedNode[] = [];
+    for (let i = 0; i < size; i++) {
+      nodes.push(await startNode({ ...options(redis), nodeId: `n${i}` }));
+    }
+    fleet = { nodes, ports: nodes.map((n) => n.port) };
+  });
+
+  /** The port of node `i`, wrapping around a smaller fleet. */
+  const port = (i: number) => fleet.ports[i % fleet.ports.length]!;
+  const node = (i: number) => fleet.nodes[i % fleet.nodes.length]!.node;
+
+  it("gives every subscriber on every node one order", async () => {
+    const name = channel("order");
+    const clients = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => TestClient.connect(port(i))),
+    );
+    await Promise.all(clients.map((client) => client.subscribe(name)));
+    const publishers = await Promise.all([
+      TestClient.connect(port(0)),
+      TestClient.connect(port(1)),
+    ]);
+    await Promise.all(
+      publishers.map(async (publisher, p) => {
+        for (let i = 0; i < 25; i++) {
+          await publisher.call("publish", {
+            channel: name,
+            data: { p, i },
+          });
+        }
+      }),
+    );
+    for (let i = 0; i < 10; i++) await node(i).publish(name, { server: i });
+
+    for (const client of clients) {
+      await client.waitForCount(isMessage(name), 60);
+    }
+    const first = clients[0]!.messages(name);
+    expect(first.map((m) => m.offset)).toEqual(
+      Array.from({ length: 60 }, (_, i) => i + 1),
+    );
+    for (const client of clients) {
+      expect(client.messages(name)).toEqual(first);
+    }
+  });
+
+  it("reports one epoch for an empty channel on every node", async () => {
+    const name = channel("empty");
+    const [a, b] = await Promise.all([
+      TestClient.connect(port(0)),
+      TestClient.connect(port(1)),
+    ]);
+    const fromA = await a.subscribe(name);
+    const fromB = await b.subscribe(name);
+    expect(fromA.offset).toBe(0);
+    expect(fromB).toEqual(fromA);
+  });
+
+  it("recovers on one node what was missed on another", async () => {
+    const name = channel("recover");
+    const first = await subscribedClient(port(0), name);
+    for (let i = 0; i < 5; i++) await node(0).publish(name, i);
+    await first.client.waitForCount(isMessage(name), 5);
+    const last = first.client.messages(name).at(-1)!;
+    first.client.terminate();
+
+    for (let i = 5; i < 12; i++) await node(1).publish(name, i);
+    const back = await TestClient.connect(port(1));
+    const result = await back.subscribe(name, {
+      since: { epoch: last.epoch, offset: last.offset },
+    });
+    expect(result.recovered).toBe(true);
+    expect(result.publications?.map((p) => p.data)).toEqual([
+      5, 6, 7, 8, 9, 10, 11,
+    ]);
+    expect(result.offset).toBe(12);
+  });
+
+  it("answers a retried key with the first result", async () => {
+    const name = channel("key");
+    const [a, b] = await Promise.all([
+      TestClient.connect(port(0)),
+      TestClient.connect(port(1)),
+    ]);
+    const first = await a.call("publish", {
+      channel: name,
+      data: 1,
+      key: "once",
+    });
+    const again = await b.call("publish", {
+      channel: name,
+      data: 1,
+      key: "once",
+    });
+    expect(again).toEqual({ ...first, duplicate: true });
+    const history = await b.call<{ publications: unknown[] }>("history", {
+      channel: name,
+      limit: 10,
+    });
+    expect(history.publications).toHaveLength(1);
+  });
+
+  it("lists presence across nodes and announces it once", async () => {
+    const name = channel("presence");
+    const watcher = await subscribedClient(port(0), name, {
+      presence: true,
+      session: "watcher",
+    });
+    const guest = await subscribedClient(port(1), name, { session: "guest" });
+    await watcher.client.waitFor((f) => f.type === "join");
+    const { members } = await watcher.client.call<{
+      members: { user: string }[];
+    }>("presence", { channel: name });
+    expect(members.map((m) => m.user).sort()).toEqual(
+      [anonUser("guest"), anonUser("watcher")].sort(),
+    );
+
+    await guest.client.close();
+    const leave = await watcher.client.waitFor((f) => f.type === "leave");
+    expect(leave).toMatchObject({ user: anonUser("guest"), client: guest.id });
+    expect(
+      watcher.client.pushes.filter((f) => f.type !== "message"),
+    ).toHaveLength(2);
+  });
+
+  it("pages history newest first with reverse", async () => {
+    const name = channel("history");
+    for (let i = 1; i <= 10; i++) await node(i).publish(name, i);
+    const client = await TestClient.connect(port(0));
+    const page = await client.call<{
+      offset: number;
+      publications: { data: number }[];
+    }>("history", { channel: name, limit: 3, reverse: true });
+    expect(page.offset).toBe(10);
+    expect(page.publications.map((p) => p.data)).toEqual([10, 9, 8]);
+  });
+});
+
+describe("the redis engine", () => {
+  it("repairs what pub/sub lost while its link was cut", async () => {
+    const proxy = await startProxy(redis.port);
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("repair");
+    const { client } = await subscribedClient(a.port, name);
+    try {
+      // One message on an otherwise quiet channel while A is cut off:
+      // no later message will reveal the gap, only A's own repair.
+      proxy.cut();
+      await b.node.publish(name, "while cut");
+      await sleep(200);
+      proxy.restore();
+
+      const message = await client.waitForMessage(name, "while cut");
+      expect(message.offset).toBe(1);
+      await b.node.publish(name, "after");
+      await client.waitForCount(isMessage(name), 2);
+      expect(client.messages(name).map((m) => m.offset)).toEqual([1, 2]);
+    } finally {
+      await a.stop();
+      await proxy.close();
+    }
+  });
+});
