@@ -48,13 +48,16 @@ export type {
 } from "./messages.js";
 export {
   META_PATTERN,
+  NODES_KEY,
   PRESENCE_ADD_SCRIPT,
+  PRESENCE_REAP_SCRIPT,
   PRESENCE_REMOVE_SCRIPT,
   PUBLISH_SCRIPT,
   READ_SCRIPT,
   REDIS_SCHEMA,
   channelKeys,
   decodeTopicPayload,
+  nodeKeys,
   topicChannel,
 } from "./redis-schema.js";
 export type { ChannelKeys, TopicPayload } from "./redis-schema.js";

@@ -9,7 +9,13 @@
  *                      fields d (data JSON) and p (publisher JSON or "")
  *   sb:1:{C}:k:<key>   "<epoch> <offset>" of an idempotency key
  *   sb:1:{C}:p         hash: client id -> presence entry JSON
+ *                      {user, session, inc}
  *   sb:1:{C}:u         hash: user key -> entries in the channel
+ *   sb:1:{C}:l         hash: session -> client id of an entry that
+ *                      lingers, waiting for its session to return
+ *   sb:1:nodes         set of node incarnations that hold presence
+ *   sb:1:node:<inc>    liveness key of an incarnation, with a TTL
+ *   sb:1:node:<inc>:c  set of channels where it holds presence
  *
  * Topic payloads start with the schema and a kind, then a newline:
  *   "1 m <epoch> <offset> <publisher length>\n<publisher JSON><data JSON>"
@@ -28,6 +34,7 @@ export interface ChannelKeys {
   readonly stream: string;
   readonly presence: string;
   readonly users: string;
+  readonly lingering: string;
   /** The key remembering an idempotency key's result. */
   idempotency(key: string): string;
 }
@@ -41,6 +48,7 @@ export function channelKeys(channel: string): ChannelKeys {
     stream: `${base}:s`,
     presence: `${base}:p`,
     users: `${base}:u`,
+    lingering: `${base}:l`,
     idempotency: (key) => `${base}:k:${key}`,
   };
 }
@@ -49,6 +57,20 @@ export function channelKeys(channel: string): ChannelKeys {
 export function topicChannel(topic: string): string | undefined {
   if (!topic.startsWith(`${PREFIX}{`) || !topic.endsWith("}")) return;
   return topic.slice(PREFIX.length + 1, -1);
+}
+
+/** The set of node incarnations that hold presence entries. */
+export const NODES_KEY = `${PREFIX}nodes`;
+
+/** The keys of one node incarnation. */
+export function nodeKeys(incarnation: string): {
+  readonly alive: string;
+  readonly channels: string;
+} {
+  return {
+    alive: `${PREFIX}node:${incarnation}`,
+    channels: `${PREFIX}node:${incarnation}:c`,
+  };
 }
 
 /** Pattern matching every channel's meta key, for SCAN. */
@@ -138,14 +160,28 @@ return {epoch, top, oldest, entries}
 `;
 
 /**
- * Adds a presence entry; the user's first entry publishes a join.
+ * Adds a presence entry. An entry of the same session and user that
+ * lingers is replaced silently; otherwise the user's first entry
+ * publishes a join.
  *
- * KEYS: presence, users
- * ARGV: client, user, entry JSON, topic, event JSON
- * Returns the user's entry count, or 0 when the client was listed.
+ * KEYS: presence, users, lingering
+ * ARGV: client, user, entry JSON, topic, join event JSON, session
+ * Returns the user's entry count, 0 when the client was listed, -1 when
+ * a lingering entry was replaced.
  */
 export const PRESENCE_ADD_SCRIPT = `
-if redis.call("HSETNX", KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 1 then return 0 end
+local previous = redis.call("HGET", KEYS[3], ARGV[6])
+if previous then
+  redis.call("HDEL", KEYS[3], ARGV[6])
+  local old = redis.call("HGET", KEYS[1], previous)
+  if old and cjson.decode(old).user == ARGV[2] then
+    redis.call("HDEL", KEYS[1], previous)
+    redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
+    return -1
+  end
+end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
 local count = redis.call("HINCRBY", KEYS[2], ARGV[2], 1)
 if count == 1 then
   redis.call("PUBLISH", ARGV[4],
@@ -157,12 +193,15 @@ return count
 /**
  * Removes a presence entry; the user's last entry publishes a leave.
  *
- * KEYS: presence, users
- * ARGV: client, user, topic, event JSON
+ * KEYS: presence, users, lingering
+ * ARGV: client, user, topic, leave event JSON, session
  * Returns the user's remaining count, or -1 when the client was not there.
  */
 export const PRESENCE_REMOVE_SCRIPT = `
 if redis.call("HDEL", KEYS[1], ARGV[1]) == 0 then return -1 end
+if redis.call("HGET", KEYS[3], ARGV[5]) == ARGV[1] then
+  redis.call("HDEL", KEYS[3], ARGV[5])
+end
 local count = redis.call("HINCRBY", KEYS[2], ARGV[2], -1)
 if count <= 0 then
   redis.call("HDEL", KEYS[2], ARGV[2])
@@ -170,6 +209,39 @@ if count <= 0 then
     "1 l " .. redis.call("HLEN", KEYS[2]) .. "\\n" .. ARGV[4])
 end
 return count
+`;
+
+/**
+ * Removes every entry of a dead node incarnation from one channel, in one
+ * step, publishing a leave for each user left with no entry. Run again,
+ * it finds nothing: each leave is sent once.
+ *
+ * KEYS: presence, users, lingering
+ * ARGV: incarnation, topic
+ * Returns how many entries it removed.
+ */
+export const PRESENCE_REAP_SCRIPT = `
+local entries = redis.call("HGETALL", KEYS[1])
+local removed = 0
+for i = 1, #entries, 2 do
+  local client = entries[i]
+  local entry = cjson.decode(entries[i + 1])
+  if entry.inc == ARGV[1] then
+    redis.call("HDEL", KEYS[1], client)
+    if redis.call("HGET", KEYS[3], entry.session) == client then
+      redis.call("HDEL", KEYS[3], entry.session)
+    end
+    removed = removed + 1
+    local count = redis.call("HINCRBY", KEYS[2], entry.user, -1)
+    if count <= 0 then
+      redis.call("HDEL", KEYS[2], entry.user)
+      redis.call("PUBLISH", ARGV[2],
+        "1 l " .. redis.call("HLEN", KEYS[2]) .. "\\n" ..
+        cjson.encode({user = entry.user, client = client}))
+    end
+  end
+end
+return removed
 `;
 
 /** A decoded topic payload. */

@@ -532,6 +532,9 @@ function createEngine(options: ResolvedOptions): Engine {
       url: options.redisUrl,
       historyMetaTtl: options.historyMetaTtl,
       unsubscribeLinger: options.unsubscribeLinger,
+      presenceTtl: options.presenceTtl,
+      livenessInterval: options.livenessInterval,
+      reapInterval: options.reapInterval,
       logger: options.logger,
     });
   }

@@ -60,6 +60,10 @@ export interface NodeOptions {
   historyMetaTtl?: number;
   /** Time a node keeps a channel's topic after its last local leave. */
   unsubscribeLinger?: number;
+  /** How often a node refreshes its liveness in Redis (redis). */
+  livenessInterval?: number;
+  /** How often a node reaps the presence of dead nodes (redis). */
+  reapInterval?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -172,6 +176,16 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "unsubscribeLinger",
     kind: "duration",
     description: "topic kept after the last local subscriber (redis)",
+  },
+  {
+    name: "livenessInterval",
+    kind: "duration",
+    description: "node liveness refresh in Redis (redis)",
+  },
+  {
+    name: "reapInterval",
+    kind: "duration",
+    description: "how often dead nodes' presence is reaped (redis)",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
@@ -334,6 +348,8 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   redisUrl: "redis://127.0.0.1:6379",
   historyMetaTtl: 7 * 24 * 3_600_000,
   unsubscribeLinger: 5_000,
+  livenessInterval: 10_000,
+  reapInterval: 10_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -403,7 +419,19 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   for (const spec of OPTION_SPECS) {
     checkValue(spec, merged[spec.name]);
   }
-  for (const name of ["frameLimit", "maxMessageSize", "pongTimeout"] as const) {
+  if (
+    merged.engine === "redis" &&
+    merged.livenessInterval >= merged.presenceTtl
+  ) {
+    throw new ConfigError("livenessInterval must be below presenceTtl");
+  }
+  for (const name of [
+    "frameLimit",
+    "maxMessageSize",
+    "pongTimeout",
+    "livenessInterval",
+    "reapInterval",
+  ] as const) {
     if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
   }
   if (

@@ -3,12 +3,15 @@ import { randomBytes } from "node:crypto";
 import {
   ErrorCode,
   META_PATTERN,
+  NODES_KEY,
   PRESENCE_ADD_SCRIPT,
+  PRESENCE_REAP_SCRIPT,
   PRESENCE_REMOVE_SCRIPT,
   PUBLISH_SCRIPT,
   READ_SCRIPT,
   channelKeys,
   decodeTopicPayload,
+  nodeKeys,
   type Publisher,
 } from "@switchboard/protocol";
 import { createClient } from "redis";
@@ -36,6 +39,12 @@ export interface RedisEngineOptions {
   readonly historyMetaTtl: number;
   /** How long after its last local subscriber the node stops listening. */
   readonly unsubscribeLinger: number;
+  /** How long a node's presence outlives its last liveness refresh. */
+  readonly presenceTtl: number;
+  /** How often the node refreshes its liveness key, ms. */
+  readonly livenessInterval: number;
+  /** How often the node looks for dead incarnations to reap, ms. */
+  readonly reapInterval: number;
   readonly logger: Logger;
 }
 
@@ -43,6 +52,7 @@ const publishScript = new RedisScript(PUBLISH_SCRIPT);
 const readScript = new RedisScript(READ_SCRIPT);
 const presenceAddScript = new RedisScript(PRESENCE_ADD_SCRIPT);
 const presenceRemoveScript = new RedisScript(PRESENCE_REMOVE_SCRIPT);
+const presenceReapScript = new RedisScript(PRESENCE_REAP_SCRIPT);
 
 type StreamEntry = [id: string, fields: string[]];
 
@@ -81,6 +91,11 @@ export class RedisEngine implements Engine {
   private readonly subscriber: RedisClient;
   private readonly states = new Map<string, ChannelState>();
   private handlers: EngineHandlers | undefined;
+  /** This process's identity in presence entries; random at each start. */
+  private readonly incarnation = randomBytes(9).toString("base64url");
+  /** Channels where this incarnation has announced presence. */
+  private readonly presenceChannels = new Set<string>();
+  private timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly options: RedisEngineOptions) {
     // Without Redis, requests fail at once with `unavailable` rather than
@@ -110,9 +125,21 @@ export class RedisEngine implements Engine {
       }
     });
     await Promise.all([this.commands.connect(), this.subscriber.connect()]);
+    await this.beAlive();
+    const { livenessInterval, reapInterval } = this.options;
+    this.timers = [
+      setInterval(() => void this.beAlive(), livenessInterval),
+      setInterval(() => void this.reap(), reapInterval),
+    ];
+    for (const timer of this.timers) timer.unref();
   }
 
+  /**
+   * Stops without removing this node's presence: its liveness key runs
+   * out and another node reaps what no returning session replaced.
+   */
   async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
     this.handlers = undefined;
     for (const state of this.states.values()) clearTimeout(state.linger);
     this.states.clear();
@@ -213,31 +240,49 @@ export class RedisEngine implements Engine {
 
   async addPresence(entry: PresenceEntry): Promise<void> {
     const keys = channelKeys(entry.channel);
-    const event = JSON.stringify({ user: entry.user, client: entry.client });
+    if (!this.presenceChannels.has(entry.channel)) {
+      const { channels } = nodeKeys(this.incarnation);
+      await this.guard(() => this.commands.sAdd(channels, entry.channel));
+      this.presenceChannels.add(entry.channel);
+    }
     await this.run(
       presenceAddScript,
-      [keys.presence, keys.users],
+      [keys.presence, keys.users, keys.lingering],
       [
         entry.client,
         entry.user,
-        JSON.stringify({ user: entry.user, session: entry.session }),
+        JSON.stringify({
+          user: entry.user,
+          session: entry.session,
+          inc: this.incarnation,
+        }),
         keys.topic,
-        event,
+        JSON.stringify({ user: entry.user, client: entry.client }),
+        entry.session,
       ],
     );
   }
 
   async removePresence(entry: PresenceEntry, linger: number): Promise<void> {
+    const keys = channelKeys(entry.channel);
     if (linger > 0) {
+      // Marked, so the session's return on any node replaces it silently.
+      await this.guard(() =>
+        this.commands.hSet(keys.lingering, entry.session, entry.client),
+      );
       setTimeout(() => void this.removePresence(entry, 0), linger).unref();
       return;
     }
-    const keys = channelKeys(entry.channel);
-    const event = JSON.stringify({ user: entry.user, client: entry.client });
     await this.run(
       presenceRemoveScript,
-      [keys.presence, keys.users],
-      [entry.client, entry.user, keys.topic, event],
+      [keys.presence, keys.users, keys.lingering],
+      [
+        entry.client,
+        entry.user,
+        keys.topic,
+        JSON.stringify({ user: entry.user, client: entry.client }),
+        entry.session,
+      ],
     );
   }
 
@@ -263,6 +308,51 @@ export class RedisEngine implements Engine {
       for (const key of batch) channels.push(key.slice(6, -3));
     }
     return channels;
+  }
+
+  /** Refreshes this incarnation's liveness key. */
+  private async beAlive(): Promise<void> {
+    const { alive } = nodeKeys(this.incarnation);
+    try {
+      await this.commands
+        .multi()
+        .sAdd(NODES_KEY, this.incarnation)
+        .set(alive, "1", { PX: this.options.presenceTtl })
+        .exec();
+    } catch (error) {
+      this.options.logger.warn(
+        { err: String(error) },
+        "liveness refresh failed",
+      );
+    }
+  }
+
+  /**
+   * Removes the presence of incarnations whose liveness key ran out,
+   * channel by channel, each in one step, so every leave is sent once
+   * whichever node gets there first.
+   */
+  private async reap(): Promise<void> {
+    try {
+      for (const incarnation of await this.commands.sMembers(NODES_KEY)) {
+        if (incarnation === this.incarnation) continue;
+        const node = nodeKeys(incarnation);
+        if ((await this.commands.exists(node.alive)) === 1) continue;
+        for (const channel of await this.commands.sMembers(node.channels)) {
+          const keys = channelKeys(channel);
+          await presenceReapScript.run(
+            this.commands,
+            [keys.presence, keys.users, keys.lingering],
+            [incarnation, keys.topic],
+          );
+        }
+        await this.commands.del(node.channels);
+        await this.commands.sRem(NODES_KEY, incarnation);
+        this.options.logger.info({ incarnation }, "reaped a dead node");
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: String(error) }, "reap failed");
+    }
   }
 
   /** Runs a script; a Redis failure becomes `unavailable`. */

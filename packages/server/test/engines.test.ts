@@ -16,6 +16,7 @@ import {
   subscribedClient,
   type StartedNode,
 } from "./helpers.js";
+import { killNodes, spawnNode } from "./node-process.js";
 import { startRedis, type OwnRedis } from "./redis-server.js";
 import { startProxy } from "./tcp-proxy.js";
 
@@ -45,6 +46,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  killNodes();
   await stopAll();
   await redis.stop();
 });
@@ -224,5 +226,70 @@ describe("the redis engine", () => {
       await a.stop();
       await proxy.close();
     }
+  });
+
+  it("reaps a killed node's presence with one leave per user", async () => {
+    const timers = {
+      presenceTtl: 1_000,
+      livenessInterval: 200,
+      reapInterval: 200,
+    };
+    const doomed = await spawnNode(redis.url, timers);
+    const survivors = [
+      await startNode({ engine: "redis", redisUrl: redis.url, ...timers }),
+      await startNode({ engine: "redis", redisUrl: redis.url, ...timers }),
+    ];
+    const name = channel("reap");
+    const watcher = await subscribedClient(survivors[0]!.port, name, {
+      presence: true,
+      session: "watcher",
+    });
+    const local = await subscribedClient(survivors[1]!.port, name, {
+      session: "local",
+    });
+    const gone = await Promise.all(
+      ["g1", "g2", "g3"].map((session) =>
+        subscribedClient(doomed.port, name, { session }),
+      ),
+    );
+    const moving = await subscribedClient(doomed.port, name, {
+      session: "moving",
+    });
+    await watcher.client.waitForCount((f) => f.type === "join", 5);
+
+    doomed.kill();
+    // One client comes back through another node before the reap.
+    await subscribedClient(survivors[1]!.port, name, { session: "moving" });
+    const leaves = await watcher.client.waitForCount(
+      (f) => f.type === "leave",
+      3,
+      5_000,
+    );
+    expect(leaves.map((f) => f.user).sort()).toEqual(
+      ["g1", "g2", "g3"].map(anonUser).sort(),
+    );
+    expect(leaves.map((f) => f.client).sort()).toEqual(
+      gone.map((g) => g.id).sort(),
+    );
+
+    // Both survivors reap; a later pass finds nothing left to announce.
+    await sleep(3 * timers.reapInterval);
+    expect(watcher.client.pushes.map((f) => f.type)).toEqual([
+      "join",
+      "join",
+      "join",
+      "join",
+      "join",
+      "leave",
+      "leave",
+      "leave",
+    ]);
+    const { members } = await watcher.client.call<{
+      members: { user: string }[];
+    }>("presence", { channel: name });
+    expect(members.map((m) => m.user).sort()).toEqual(
+      ["watcher", "local", "moving"].map(anonUser).sort(),
+    );
+    expect(moving.id).not.toBe(local.id);
   });
 });
