@@ -84,6 +84,14 @@ export interface EngineHandlers {
   insufficient(channel: string): void;
 }
 
+/** Whether an engine can serve; when not, why and since when. */
+export interface EngineHealth {
+  readonly ready: boolean;
+  readonly reason?: string;
+  /** When the engine entered this state, ms since the epoch. */
+  readonly since: number;
+}
+
 /**
  * An engine owns positions, history, fan-out between nodes and presence.
  * The node owns sockets, sessions, local subscriber sets and limits.
@@ -93,6 +101,8 @@ export interface Engine {
   start(handlers: EngineHandlers): Promise<void>;
   /** Stops; pending calls may fail. */
   close(): Promise<void>;
+  /** Whether the engine can serve now: what `/readyz` reports. */
+  health(): EngineHealth;
   /** Stores and fans out one message, atomically with its position. */
   publish(
     channel: string,

@@ -330,10 +330,15 @@ async function readiness(
   node: SwitchboardNode,
   response: ServerResponse,
 ): Promise<void> {
-  if (node.ready) {
+  const { ready, reason, since } = node.readiness();
+  if (ready) {
     sendJson(response, 200, '{"status":"ready"}');
   } else {
-    sendJson(response, 503, '{"status":"not_ready","reason":"draining"}');
+    sendJson(
+      response,
+      503,
+      JSON.stringify({ status: "not_ready", reason, since }),
+    );
   }
 }
 

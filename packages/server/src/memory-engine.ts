@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type {
   Engine,
   EngineHandlers,
+  EngineHealth,
   PresenceEntry,
   PresenceList,
   Publication,
@@ -108,6 +109,12 @@ export class MemoryEngine implements Engine {
   private keyBytes = 0;
 
   constructor(private readonly options: MemoryEngineOptions) {}
+
+  private readonly healthy: EngineHealth = { ready: true, since: Date.now() };
+
+  health(): EngineHealth {
+    return this.healthy;
+  }
 
   async start(handlers: EngineHandlers): Promise<void> {
     this.handlers = handlers;

@@ -84,6 +84,7 @@ export class SwitchboardNode implements NodeContext {
   readonly version = VERSION;
 
   private state: State = "idle";
+  private drainedAt = 0;
   private readonly connections = new Set<Connection>();
   private readonly perAddress = new Map<string, number>();
   private readonly interests = new Map<string, Promise<void>>();
@@ -120,7 +121,16 @@ export class SwitchboardNode implements NodeContext {
 
   /** Whether the node accepts new connections (`/readyz`). */
   get ready(): boolean {
-    return this.state === "running";
+    return this.state === "running" && this.engine.health().ready;
+  }
+
+  /** What `/readyz` reports: ready, or the reason and since when not. */
+  readiness(): { ready: boolean; reason?: string; since?: number } {
+    if (this.state !== "running") {
+      return { ready: false, reason: "draining", since: this.drainedAt };
+    }
+    const { ready, reason, since } = this.engine.health();
+    return ready ? { ready } : { ready, reason, since };
   }
 
   /**
@@ -410,6 +420,7 @@ export class SwitchboardNode implements NodeContext {
   private async shutDown({ delay, window, timeout }: DrainTimings) {
     const deadline = Date.now() + timeout;
     this.state = "draining";
+    this.drainedAt = Date.now();
     this.logger.info({ nodeId: this.options.nodeId }, "draining");
     await sleep(Math.min(delay, timeout));
 
@@ -443,8 +454,8 @@ export class SwitchboardNode implements NodeContext {
     address: string,
   ): UpgradeRefusal | undefined {
     const { options } = this;
-    if (this.state !== "running") {
-      return unavailable("not_ready", "node is not ready");
+    if (!this.ready) {
+      return unavailable("not_ready", this.readiness().reason ?? "not ready");
     }
     if (this.connections.size >= options.maxConnections) {
       return unavailable("max_connections", "node is at its connection limit");
@@ -535,6 +546,7 @@ function createEngine(options: ResolvedOptions): Engine {
       presenceTtl: options.presenceTtl,
       livenessInterval: options.livenessInterval,
       reapInterval: options.reapInterval,
+      canaryInterval: options.canaryInterval,
       logger: options.logger,
     });
   }

@@ -64,6 +64,8 @@ export interface NodeOptions {
   livenessInterval?: number;
   /** How often a node reaps the presence of dead nodes (redis). */
   reapInterval?: number;
+  /** How often a canary checks the node's own subscription (redis). */
+  canaryInterval?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -186,6 +188,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "reapInterval",
     kind: "duration",
     description: "how often dead nodes' presence is reaped (redis)",
+  },
+  {
+    name: "canaryInterval",
+    kind: "duration",
+    description: "canary through the node's own subscription (redis)",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
@@ -350,6 +357,7 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   unsubscribeLinger: 5_000,
   livenessInterval: 10_000,
   reapInterval: 10_000,
+  canaryInterval: 2_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -431,6 +439,7 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
     "pongTimeout",
     "livenessInterval",
     "reapInterval",
+    "canaryInterval",
   ] as const) {
     if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
   }

@@ -19,6 +19,7 @@ import { createClient } from "redis";
 import type {
   Engine,
   EngineHandlers,
+  EngineHealth,
   PresenceEntry,
   PresenceList,
   Publication,
@@ -45,6 +46,8 @@ export interface RedisEngineOptions {
   readonly livenessInterval: number;
   /** How often the node looks for dead incarnations to reap, ms. */
   readonly reapInterval: number;
+  /** How often a canary goes through the node's own subscription, ms. */
+  readonly canaryInterval: number;
   readonly logger: Logger;
 }
 
@@ -55,6 +58,12 @@ const presenceRemoveScript = new RedisScript(PRESENCE_REMOVE_SCRIPT);
 const presenceReapScript = new RedisScript(PRESENCE_REAP_SCRIPT);
 
 type StreamEntry = [id: string, fields: string[]];
+
+/** Canaries missed in a row before the node calls itself deaf. */
+const CANARY_MISSES = 3;
+
+/** How long `start` waits for Redis before the node starts not ready. */
+const STARTUP_WAIT_MS = 5_000;
 
 /** Most entries one repair read fetches; it loops for more. */
 const REPAIR_BATCH = 500;
@@ -88,7 +97,7 @@ interface ChannelState {
  */
 export class RedisEngine implements Engine {
   private readonly commands: RedisClient;
-  private readonly subscriber: RedisClient;
+  private subscriber: RedisClient;
   private readonly states = new Map<string, ChannelState>();
   private handlers: EngineHandlers | undefined;
   /** This process's identity in presence entries; random at each start. */
@@ -96,6 +105,13 @@ export class RedisEngine implements Engine {
   /** Channels where this incarnation has announced presence. */
   private readonly presenceChannels = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  /** Canaries published, and the last one heard back. */
+  private readonly canary = { sent: 0, heard: 0, misses: 0 };
+  private healthy: EngineHealth = {
+    ready: false,
+    reason: "connecting to redis",
+    since: Date.now(),
+  };
 
   constructor(private readonly options: RedisEngineOptions) {
     // Without Redis, requests fail at once with `unavailable` rather than
@@ -104,34 +120,130 @@ export class RedisEngine implements Engine {
       url: options.url,
       disableOfflineQueue: true,
     });
-    this.subscriber = this.commands.duplicate();
-    for (const [role, client] of [
-      ["commands", this.commands],
-      ["subscriber", this.subscriber],
-    ] as const) {
-      client.on("error", (error: Error) =>
-        options.logger.warn({ role, err: error.message }, "redis error"),
-      );
-    }
+    this.subscriber = this.newSubscriber();
+    this.commands.on("error", (error: Error) =>
+      options.logger.debug({ err: error.message }, "redis commands error"),
+    );
   }
 
+  health(): EngineHealth {
+    return this.healthy;
+  }
+
+  /**
+   * Connects in the background: the node serves what needs no Redis at
+   * once, and is ready when Redis is (waiting up to STARTUP_WAIT_MS).
+   */
   async start(handlers: EngineHandlers): Promise<void> {
     this.handlers = handlers;
+    const ready = Promise.all([
+      this.connect(this.commands),
+      this.connect(this.subscriber),
+    ]);
+    const { livenessInterval, reapInterval, canaryInterval } = this.options;
+    this.timers = [
+      setInterval(() => void this.beAlive(), livenessInterval),
+      setInterval(() => void this.reap(), reapInterval),
+      setInterval(() => this.sing(), canaryInterval),
+    ];
+    for (const timer of this.timers) timer.unref();
+    await Promise.race([ready, sleep(STARTUP_WAIT_MS)]);
+    this.checkHealth();
+  }
+
+  /** A subscriber connection that repairs every channel when it is back. */
+  private newSubscriber(): RedisClient {
+    const subscriber = this.commands.duplicate();
+    subscriber.on("error", (error: Error) =>
+      this.options.logger.debug(
+        { err: error.message },
+        "redis subscriber error",
+      ),
+    );
     // Pub/sub traffic may have been lost while the link was down: read
     // every channel's stream from where the node stood.
-    this.subscriber.on("ready", () => {
+    subscriber.on("ready", () => {
+      this.checkHealth();
       for (const [channel, state] of this.states) {
         if (state.epoch !== "") void this.repair(channel, state);
       }
     });
-    await Promise.all([this.commands.connect(), this.subscriber.connect()]);
-    await this.beAlive();
-    const { livenessInterval, reapInterval } = this.options;
-    this.timers = [
-      setInterval(() => void this.beAlive(), livenessInterval),
-      setInterval(() => void this.reap(), reapInterval),
-    ];
-    for (const timer of this.timers) timer.unref();
+    subscriber.on("end", () => this.checkHealth());
+    return subscriber;
+  }
+
+  private async connect(client: RedisClient): Promise<void> {
+    try {
+      await client.connect();
+      if (client === this.subscriber) {
+        await client.subscribe(this.canaryTopic, (payload: string) => {
+          this.canary.heard = Math.max(this.canary.heard, Number(payload));
+        });
+      } else {
+        await this.beAlive();
+      }
+    } catch (error) {
+      this.options.logger.debug({ err: String(error) }, "redis connect");
+    }
+    this.checkHealth();
+  }
+
+  private get canaryTopic(): string {
+    return `${NODES_KEY}:canary:${this.incarnation}`;
+  }
+
+  /**
+   * Publishes a canary the node's own subscription must hear before the
+   * next one; after CANARY_MISSES misses the node is deaf: not ready, and
+   * it rebuilds its subscriber connection rather than trust it.
+   */
+  private sing(): void {
+    const { canary } = this;
+    canary.misses = canary.heard < canary.sent ? canary.misses + 1 : 0;
+    this.checkHealth();
+    if (canary.misses >= CANARY_MISSES && this.subscriber.isReady) {
+      void this.rebuildSubscriber();
+    }
+    if (!this.commands.isReady) return;
+    canary.sent += 1;
+    this.commands
+      .publish(this.canaryTopic, String(canary.sent))
+      .catch(() => undefined);
+  }
+
+  /** Replaces the subscriber connection and resubscribes every channel. */
+  private async rebuildSubscriber(): Promise<void> {
+    const deaf = this.subscriber;
+    this.subscriber = this.newSubscriber();
+    this.canary.heard = this.canary.sent;
+    this.canary.misses = 0;
+    deaf.destroy();
+    await this.connect(this.subscriber);
+    for (const [channel, state] of this.states) {
+      await this.subscriber
+        .subscribe(channelKeys(channel).topic, (payload: string) =>
+          this.hear(channel, state, payload),
+        )
+        .catch(() => undefined);
+      void this.repair(channel, state);
+    }
+  }
+
+  /** Updates `health()`, logging each change once. */
+  private checkHealth(): void {
+    const reason = !this.commands.isReady
+      ? "redis unreachable"
+      : !this.subscriber.isReady
+        ? "redis subscriber unreachable"
+        : this.canary.misses >= CANARY_MISSES
+          ? "redis subscriber deaf"
+          : undefined;
+    if (reason === this.healthy.reason && this.healthy.ready === !reason) {
+      return;
+    }
+    this.healthy = { ready: !reason, reason, since: Date.now() };
+    if (reason) this.options.logger.warn({ reason }, "redis engine not ready");
+    else this.options.logger.info({}, "redis engine ready");
   }
 
   /**
@@ -500,6 +612,10 @@ export class RedisEngine implements Engine {
     state.repairing = false;
     for (const publication of held) this.accept(channel, state, publication);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function newEpoch(): string {

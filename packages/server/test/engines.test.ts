@@ -9,15 +9,18 @@ import type { NodeOptions } from "../src/index.js";
 import {
   TestClient,
   anonUser,
+  http,
   isMessage,
+  rawUpgrade,
   sleep,
   startNode,
   stopAll,
   subscribedClient,
+  waitUntil,
   type StartedNode,
 } from "./helpers.js";
 import { killNodes, spawnNode } from "./node-process.js";
-import { startRedis, type OwnRedis } from "./redis-server.js";
+import { TestRedis, startRedis, type OwnRedis } from "./redis-server.js";
 import { startProxy } from "./tcp-proxy.js";
 
 interface Fleet {
@@ -291,5 +294,67 @@ describe("the redis engine", () => {
       ["watcher", "local", "moving"].map(anonUser).sort(),
     );
     expect(moving.id).not.toBe(local.id);
+  });
+
+  it("is not ready while Redis is away, and recovers after", async () => {
+    const proxy = await startProxy(redis.port);
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      canaryInterval: 100,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("outage");
+    const { client } = await subscribedClient(a.port, name);
+    try {
+      expect((await http(a.port, "GET", "/readyz")).status).toBe(200);
+      proxy.cut();
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 503,
+      );
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        reason: "redis unreachable",
+      });
+      expect((await rawUpgrade(a.port)).status).toBe(503);
+      // Local connections stay; what needs Redis is unavailable.
+      expect(
+        await client.request("publish", { channel: name, data: 0 }),
+      ).toMatchObject({ type: "error", code: "unavailable", temporary: true });
+      await b.node.publish(name, "during");
+
+      proxy.restore();
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 200,
+      );
+      await client.waitForMessage(name, "during");
+      expect(client.messages(name).map((m) => m.offset)).toEqual([1]);
+    } finally {
+      await a.stop();
+      await proxy.close();
+    }
+  });
+
+  it("resubscribes after Redis kills its subscriber connection", async () => {
+    const a = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("killed");
+    const { client } = await subscribedClient(a.port, name);
+    const admin = await TestRedis.connect(redis.url);
+    try {
+      await admin.command(["CLIENT", "KILL", "TYPE", "pubsub"]);
+      await waitUntil(async () => {
+        const [, count] = (await admin.command([
+          "PUBSUB",
+          "NUMSUB",
+          `sb:1:{${name}}`,
+        ])) as [string, number];
+        return count === 1;
+      });
+      await a.node.publish(name, "after the kill");
+      await client.waitForMessage(name, "after the kill");
+    } finally {
+      await admin.close();
+    }
   });
 });

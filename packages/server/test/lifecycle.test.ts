@@ -262,7 +262,11 @@ describe("drain", () => {
     const drained = node.drain();
     const ready = await http(port, "GET", "/readyz");
     expect(ready.status).toBe(503);
-    expect(ready.json).toEqual({ status: "not_ready", reason: "draining" });
+    expect(ready.json).toEqual({
+      status: "not_ready",
+      reason: "draining",
+      since: expect.any(Number),
+    });
     const upgrade = await rawUpgrade(port);
     expect(upgrade.status).toBe(503);
     expect(upgrade.headers["retry-after"]).toBe("5");

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 
+import { createClient } from "redis";
+
 /** A redis-server of a test's own, on a free loopback port. */
 export interface OwnRedis {
   readonly url: string;
@@ -63,4 +65,27 @@ export async function startRedis(): Promise<OwnRedis> {
         child.kill("SIGTERM");
       }),
   };
+}
+
+/** A plain Redis connection for a test's own commands. */
+export class TestRedis {
+  private constructor(
+    private readonly client: ReturnType<typeof createClient>,
+  ) {}
+
+  static async connect(url: string): Promise<TestRedis> {
+    const client = createClient({ url });
+    client.on("error", () => undefined);
+    await client.connect();
+    return new TestRedis(client);
+  }
+
+  /** Sends one command and returns its reply. */
+  command(args: string[]): Promise<unknown> {
+    return this.client.sendCommand(args);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
 }
