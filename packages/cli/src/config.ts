@@ -101,7 +101,9 @@ export function loadSettings(
       ? 1
       : (parseValue("integer", String(workersText), "--workers") as number);
   if (workers !== 1) {
-    throw new UsageError("--workers above 1 needs --engine redis");
+    throw new UsageError(
+      "--workers must be 1: run one node per core behind a load balancer",
+    );
   }
   return { node: node as NodeOptions, logLevel, workers };
 }

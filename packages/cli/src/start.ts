@@ -7,10 +7,11 @@ import { loadSettings, optionHelp, startFlags } from "./config.js";
 
 const HELP = `Usage: switchboard start [options]
 
-Starts one Switchboard node with the memory engine. Each option is a flag,
-a SWITCHBOARD_* environment variable or a key of the JSON config file,
-looked up in that order. Durations take ms or a unit (25s, 5m); sizes take
-bytes or a unit (64KiB, 1MiB). Namespaces are set in the config file.
+Starts one Switchboard node (the memory engine unless --engine redis).
+Each option is a flag, a SWITCHBOARD_* environment variable or a key of
+the JSON config file, looked up in that order. Durations take ms or a
+unit (25s, 5m); sizes take bytes or a unit (64KiB, 1MiB). Namespaces are
+set in the config file.
 
 SIGTERM or SIGINT drains the node and exits 0; a second signal exits 1.
 
@@ -48,6 +49,10 @@ export async function start(args: string[]): Promise<number> {
       }
       draining = true;
       logger.info({ signal }, "signal: draining");
+      process.stderr.write(
+        `draining: clients are told to reconnect; exit within` +
+          ` ${node.options.drainTimeout} ms (a second signal exits now)\n`,
+      );
       void node.drain().then(() => resolve(0));
     };
     process.on("SIGTERM", onSignal);

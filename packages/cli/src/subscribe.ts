@@ -88,7 +88,15 @@ export async function subscribe(args: string[]): Promise<number> {
       finish(1);
     });
     client.on("connected", ({ node }) => {
-      process.stderr.write(`connected to ${node}, subscribing to ${channel}\n`);
+      process.stderr.write(`connected to ${node}\n`);
+    });
+    subscription.on("subscribed", ({ offset }) => {
+      process.stderr.write(`subscribed to ${channel} at offset ${offset}\n`);
+    });
+    subscription.on("unsubscribed", ({ code, reason, resubscribe }) => {
+      if (resubscribe || finished) return;
+      process.stderr.write(`switchboard: unsubscribed: ${code} ${reason}\n`);
+      finish(1);
     });
     client.on("disconnected", ({ code, reason, reconnect }) => {
       if (finished) return;

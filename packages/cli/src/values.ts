@@ -65,6 +65,9 @@ function withUnit(
     throw new UsageError(`${where} must be ${expected}, got "${text}"`);
   }
   const value = Number(match[1]) * factor;
+  if (!Number.isInteger(value)) {
+    throw new UsageError(`${where} must be a whole number, got "${text}"`);
+  }
   if (!Number.isSafeInteger(value)) {
     throw new UsageError(`${where} is out of range: "${text}"`);
   }

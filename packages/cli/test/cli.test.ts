@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
 const BIN = new URL("../bin/switchboard.js", import.meta.url).pathname;
@@ -106,6 +107,17 @@ describe("switchboard start", () => {
       'switchboard: SWITCHBOARD_HEARTBEAT must be a duration like 25s, got "soon"',
     ],
     [
+      ["--heartbeat", "1.5"],
+      {},
+      'switchboard: --heartbeat must be a whole number, got "1.5"',
+    ],
+    [
+      ["--workers", "2"],
+      {},
+      "switchboard: --workers must be 1: run one node per core behind a" +
+        " load balancer",
+    ],
+    [
       ["--frame-limit", "1KiB"],
       {},
       "switchboard: frameLimit must be at least maxMessageSize",
@@ -113,8 +125,8 @@ describe("switchboard start", () => {
     [
       ["--host", "0.0.0.0"],
       {},
-      "switchboard: open mode on 0.0.0.0 is refused: set a token secret" +
-        " or --insecure",
+      "switchboard: open mode on 0.0.0.0 is refused: set a token secret," +
+        " or insecure (--insecure) to allow it",
     ],
   ] as const)(
     "refuses %j %j with one line and exit 2",
@@ -208,9 +220,7 @@ describe("switchboard publish and subscribe", () => {
     ]);
     let stderr = "";
     subscriber.child.stderr!.on("data", (chunk) => (stderr += chunk));
-    await until(() => stderr.includes("subscribing to room:1"), "subscribe");
-    await new Promise((r) => setTimeout(r, 100));
-
+    await until(() => stderr.includes("subscribed to room:1"), "subscribe");
     const url = `http://127.0.0.1:${port}`;
     const first = await run([
       "publish",
@@ -229,6 +239,38 @@ describe("switchboard publish and subscribe", () => {
     expect(code).toBe(0);
     expect(stdout).toBe(
       `room:1 ${epoch}:1 {"text":"hi"}\nroom:1 ${epoch}:2 "two"\n`,
+    );
+  });
+
+  it("exits 1 when the server ends the subscription", async () => {
+    const port = await freePort();
+    const secret = "cli-test-secret-0123456789abcdef";
+    await startNode(["--port", String(port), "--token-secret", secret]);
+    const token = await new SignJWT({ sb: { subscribe: ["room:*"] } })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("carol")
+      .setExpirationTime("1h")
+      .sign(new TextEncoder().encode(secret));
+    const subscriber = launch([
+      "subscribe",
+      "room:5",
+      "--url",
+      `ws://127.0.0.1:${port}/ws`,
+      "--token",
+      token,
+    ]);
+    let stderr = "";
+    subscriber.child.stderr!.on("data", (chunk) => (stderr += chunk));
+    await until(() => stderr.includes("subscribed to room:5"), "subscribe");
+
+    const response = await fetch(`http://127.0.0.1:${port}/api/unsubscribe`, {
+      method: "POST",
+      body: JSON.stringify({ user: "carol", channel: "room:5" }),
+    });
+    expect(await response.json()).toEqual({ unsubscribed: 1 });
+    expect((await subscriber.done).code).toBe(1);
+    expect(stderr).toContain(
+      "switchboard: unsubscribed: server unsubscribed by the server",
     );
   });
 

@@ -64,6 +64,12 @@ type Phase = "new" | "connecting" | "connected" | "closing";
 
 interface Subscription extends LocalSubscription {
   readonly presence: PresenceEntry | undefined;
+  /**
+   * Set until the subscribe has read its position: a later publish on the
+   * channel from this connection waits for it, so requests take effect in
+   * arrival order and the publisher receives its own message.
+   */
+  positioned: { promise: Promise<void>; resolve: () => void } | undefined;
 }
 
 /** One client's WebSocket: its identity, requests and subscriptions. */
@@ -416,6 +422,7 @@ export class Connection implements Subscriber {
       presence: namespace.presence
         ? { channel, client: this.id, user: this.user, session: this.session }
         : undefined,
+      positioned: deferred(),
     };
     this.subscriptions.set(channel, subscription);
     this.node.watch(channel, this, subscription);
@@ -435,11 +442,16 @@ export class Connection implements Subscriber {
     let read: ReadOutcome;
     try {
       await this.node.interest(channel);
-      read = await engine.read(channel, {
-        since,
-        limit: since ? options.recoveryMaxPublications : 0,
-        reverse: false,
-      });
+      try {
+        read = await engine.read(channel, {
+          since,
+          limit: since ? options.recoveryMaxPublications : 0,
+          reverse: false,
+        });
+      } finally {
+        subscription.positioned?.resolve();
+        subscription.positioned = undefined;
+      }
       if (subscription.presence) {
         await engine.addPresence(subscription.presence);
         // Ended while the entry was being added: take it back, or it
@@ -495,6 +507,7 @@ export class Connection implements Subscriber {
     const subscription = this.subscriptions.get(channel);
     if (!subscription) return false;
     this.subscriptions.delete(channel);
+    subscription.positioned?.resolve();
     this.node.unwatch(channel, this);
     if (subscription.presence) {
       const { engine, logger } = this.node;
@@ -516,6 +529,8 @@ export class Connection implements Subscriber {
       throw new RequestError(ErrorCode.Forbidden, "publish not granted");
     }
     this.checkRate();
+    const pending = this.subscriptions.get(channel)?.positioned;
+    if (pending) await pending.promise;
 
     const data = serialize(request.data);
     if (tooLarge(data, options.maxMessageSize)) {
@@ -681,6 +696,12 @@ export class Connection implements Subscriber {
     }
     this.node.forget(this, code);
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((settle) => (resolve = settle));
+  return { promise, resolve };
 }
 
 /** Whether `text` is over `max` bytes of UTF-8, counting only if needed. */

@@ -271,7 +271,8 @@ export class SwitchboardNode implements NodeContext {
     const { open, insecure } = this.options;
     if (open && !insecure && !isLoopback(host)) {
       throw new InsecureError(
-        `open mode on ${host} is refused: set a token secret or --insecure`,
+        `open mode on ${host} is refused: set a token secret, or insecure` +
+          " (--insecure) to allow it",
       );
     }
   }

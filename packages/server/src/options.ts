@@ -322,6 +322,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   { name: "drainTimeout", kind: "duration", description: "drain deadline" },
 ];
 
+/** Every option name a node takes; others are refused, typos included. */
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
+  ...OPTION_SPECS.map((spec) => spec.name),
+  "namespaces",
+  "logger",
+]);
+
 /** Extra descriptors the file limit leaves for logs, Redis and the like. */
 const RESERVED_FILES = 1024;
 
@@ -424,6 +431,11 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
   const merged = { ...DEFAULTS, ...withoutUndefined(options) };
   const open = !(merged.tokenSecret || merged.tokenPublicKey || merged.jwksUrl);
 
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) {
+      throw new ConfigError(`unknown option "${name}"`);
+    }
+  }
   for (const spec of OPTION_SPECS) {
     checkValue(spec, merged[spec.name]);
   }

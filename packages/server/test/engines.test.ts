@@ -110,6 +110,24 @@ describe.each(ENGINES)("the %s engine", (_name, options, size) => {
     }
   });
 
+  it("delivers a publish sent right behind its subscribe", async () => {
+    const client = await TestClient.connect(port(0));
+    for (let i = 0; i < 20; i++) {
+      const name = channel("own");
+      client.send({ type: "subscribe", id: 1000 + 2 * i, channel: name });
+      client.send({
+        type: "publish",
+        id: 1001 + 2 * i,
+        channel: name,
+        data: i,
+      });
+      const subscribed = await client.reply(1000 + 2 * i);
+      expect(subscribed.result).toMatchObject({ offset: 0 });
+      const message = await client.waitForMessage(name, i);
+      expect(message.offset).toBe(1);
+    }
+  });
+
   it("reports one epoch for an empty channel on every node", async () => {
     const name = channel("empty");
     const [a, b] = await Promise.all([

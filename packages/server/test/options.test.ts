@@ -55,6 +55,7 @@ describe("resolveOptions", () => {
 
   it.each([
     [{ port: 70_000 }, "port must be at most 65535, got 70000"],
+    [{ tokenSecrete: "typo" }, 'unknown option "tokenSecrete"'],
     [{ port: -1 }, "port must be a non-negative integer"],
     [{ heartbeat: 1.5 }, "heartbeat must be a non-negative integer"],
     [{ insecure: "yes" }, "insecure must be a boolean"],
