@@ -115,7 +115,11 @@ function namespaces(value: unknown, path: string): unknown {
   }
   return Object.fromEntries(
     Object.entries(value).map(([name, options]) => {
-      if (typeof options !== "object" || options === null) {
+      if (
+        typeof options !== "object" ||
+        options === null ||
+        Array.isArray(options)
+      ) {
         return [name, options];
       }
       const parsed = { ...(options as Record<string, unknown>) };
@@ -182,7 +186,7 @@ export function optionHelp(): string {
     const fallback = defaults[spec.name];
     const shown =
       spec.name === "maxConnections"
-        ? "open-file limit - 1024"
+        ? "open-file limit - 1024, or half a limit of 2048 or less"
         : Array.isArray(fallback)
           ? fallback.join(",") || "none"
           : fallback;

@@ -88,11 +88,7 @@ describe("channel stream", () => {
     stream.receive(msg(8));
     stream.receive(msg(7));
 
-    const steps = stream.historyArrived(
-      generation,
-      history([4, 5, 6, 7], 7),
-      300,
-    );
+    const steps = stream.historyArrived(generation, history([4, 5, 6, 7], 7));
     expect(summary(steps)).toEqual([
       "4",
       "5",
@@ -112,11 +108,7 @@ describe("channel stream", () => {
     stream.receive(msg(10));
 
     // History was trimmed: the oldest kept entry is 6.
-    const steps = stream.historyArrived(
-      generation,
-      history([6, 7, 8, 9], 10),
-      300,
-    );
+    const steps = stream.historyArrived(generation, history([6, 7, 8, 9], 10));
     expect(summary(steps)).toEqual(["hole:gap:3-8", "9", "10"]);
     expect(stream.position).toEqual({ epoch: "e1", offset: 10 });
   });
@@ -133,11 +125,11 @@ describe("channel stream", () => {
   it("stream - fetches again after a full page of history", () => {
     const stream = subscribedAt(0);
     const first = fetchOf(stream.receive(msg(6)));
-    const page = stream.historyArrived(first, history([1, 2], 6), 2);
+    const page = stream.historyArrived(first, history([1, 2], 6));
     expect(summary(page)).toEqual(["1", "2", "fetch:2"]);
 
     const second = fetchOf(page);
-    const rest = stream.historyArrived(second, history([3, 4, 5], 6), 2);
+    const rest = stream.historyArrived(second, history([3, 4, 5], 6));
     expect(summary(rest)).toEqual(["3", "4", "5", "recovered:history:5", "6"]);
   });
 
@@ -145,17 +137,29 @@ describe("channel stream", () => {
     const stream = subscribedAt(3);
     const generation = fetchOf(stream.receive(msg(5)));
     stream.reset();
-    expect(stream.historyArrived(generation, history([4], 4), 300)).toEqual([]);
+    expect(stream.historyArrived(generation, history([4], 4))).toEqual([]);
     expect(stream.recovering).toBe(false);
     expect(stream.position).toEqual({ epoch: "e1", offset: 3 });
   });
 
-  it("stream - a gap inside the held messages starts a new recovery", () => {
+  it("stream - reads on after a page cut short of the top", () => {
     const stream = subscribedAt(3);
     const generation = fetchOf(stream.receive(msg(5)));
     stream.receive(msg(8));
-    const steps = stream.historyArrived(generation, history([4, 5], 8), 300);
-    expect(summary(steps)).toEqual(["4", "5", "hole:gap:5-7", "8"]);
+    // The server capped the page by size: 6 and 7 are stored but not sent.
+    const page = stream.historyArrived(generation, history([4, 5], 8));
+    expect(summary(page)).toEqual(["4", "5", "fetch:5"]);
+    const rest = stream.historyArrived(fetchOf(page), history([6, 7, 8], 8));
+    expect(summary(rest)).toEqual(["6", "7", "8", "recovered:history:5"]);
+  });
+
+  it("stream - a gap history cannot fill after progress is a hole", () => {
+    const stream = subscribedAt(3);
+    const generation = fetchOf(stream.receive(msg(5)));
+    stream.receive(msg(8));
+    const page = stream.historyArrived(generation, history([4, 5], 8));
+    const steps = stream.historyArrived(fetchOf(page), history([], 8));
+    expect(summary(steps)).toEqual(["hole:gap:5-7", "8"]);
     expect(stream.recovering).toBe(false);
   });
 
@@ -165,11 +169,11 @@ describe("channel stream", () => {
     stream.receive(msg(8));
 
     // Read before 6-8 existed: all it had, up to a top of 5.
-    const early = stream.historyArrived(generation, history([4, 5], 5), 300);
+    const early = stream.historyArrived(generation, history([4, 5], 5));
     expect(summary(early)).toEqual(["4", "5", "fetch:5"]);
 
     generation = fetchOf(early);
-    const later = stream.historyArrived(generation, history([6, 7, 8], 8), 300);
+    const later = stream.historyArrived(generation, history([6, 7, 8], 8));
     expect(summary(later)).toEqual(["6", "7", "8", "recovered:history:5"]);
   });
 
@@ -177,10 +181,10 @@ describe("channel stream", () => {
     const stream = subscribedAt(3);
     let steps = stream.receive(msg(8));
     for (let read = 0; read < 2; read += 1) {
-      steps = stream.historyArrived(fetchOf(steps), history([], 3), 300);
+      steps = stream.historyArrived(fetchOf(steps), history([], 3));
       expect(summary(steps)).toEqual(["fetch:3"]);
     }
-    steps = stream.historyArrived(fetchOf(steps), history([], 3), 300);
+    steps = stream.historyArrived(fetchOf(steps), history([], 3));
     expect(summary(steps)).toEqual(["hole:gap:3-7", "8"]);
   });
 
@@ -197,20 +201,14 @@ describe("channel stream", () => {
     const generation = fetchOf(stream.receive(msg(6)));
     const steps = stream.receive(msg(5, "e2"));
     expect(summary(steps)).toEqual(["hole:epoch_changed:3-4", "e2/5"]);
-    expect(stream.historyArrived(generation, history([4, 5], 6), 9)).toEqual(
-      [],
-    );
+    expect(stream.historyArrived(generation, history([4, 5], 6))).toEqual([]);
     expect(summary(stream.receive(msg(6, "e2")))).toEqual(["e2/6"]);
   });
 
   it("stream - a history reply from another epoch cannot fill the gap", () => {
     const stream = subscribedAt(3);
     const generation = fetchOf(stream.receive(msg(6)));
-    const steps = stream.historyArrived(
-      generation,
-      history([1, 2], 2, "e2"),
-      300,
-    );
+    const steps = stream.historyArrived(generation, history([1, 2], 2, "e2"));
     expect(summary(steps)).toEqual(["hole:gap:3-5", "6"]);
   });
 

@@ -138,14 +138,10 @@ export class ChannelStream {
 
   /**
    * Applies the reply of the `history` request a `fetch` step asked for.
-   * `limit` is the limit that request was sent with: a full page means
-   * there may be more, so the stream fetches again instead of giving up.
+   * While a page makes progress and the stream's top is above it, the
+   * stream fetches again instead of giving up.
    */
-  historyArrived(
-    generation: number,
-    result: HistoryResult,
-    limit: number,
-  ): StreamStep[] {
+  historyArrived(generation: number, result: HistoryResult): StreamStep[] {
     if (generation !== this.generation || !this.fetching) return [];
     const steps: StreamStep[] = [];
     const position = this.current as Position;
@@ -164,7 +160,9 @@ export class ChannelStream {
       this.release(steps);
       return steps;
     }
-    if (progress > 0 && result.publications.length >= limit) {
+    // A page can stop short of `limit` (the server caps pages by size):
+    // while reads make progress and the stream holds more, read again.
+    if (progress > 0 && at.offset < result.offset) {
       steps.push(this.fetchStep());
       return steps;
     }

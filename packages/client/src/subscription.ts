@@ -397,9 +397,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       (outcome) => {
         if (connection !== this.connection) return;
         if (outcome.ok) {
-          this.run(
-            this.stream.historyArrived(generation, outcome.result, limit),
-          );
+          this.run(this.stream.historyArrived(generation, outcome.result));
         } else if (!(outcome.error instanceof ConnectionLostError)) {
           this.run(this.stream.historyFailed(generation));
         }

@@ -105,6 +105,8 @@ export class RedisEngine implements Engine {
   /** Channels where this incarnation has announced presence. */
   private readonly presenceChannels = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  /** Removals of lingering presence entries, pending. */
+  private readonly lingering = new Set<NodeJS.Timeout>();
   /** Canaries published, and the last one heard back. */
   private readonly canary = { sent: 0, heard: 0, misses: 0 };
   private healthy: EngineHealth = {
@@ -252,6 +254,8 @@ export class RedisEngine implements Engine {
    */
   async close(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
+    for (const timer of this.lingering) clearTimeout(timer);
+    this.lingering.clear();
     this.handlers = undefined;
     for (const state of this.states.values()) clearTimeout(state.linger);
     this.states.clear();
@@ -382,7 +386,13 @@ export class RedisEngine implements Engine {
       await this.guard(() =>
         this.commands.hSet(keys.lingering, entry.session, entry.client),
       );
-      setTimeout(() => void this.removePresence(entry, 0), linger).unref();
+      const timer = setTimeout(() => {
+        this.lingering.delete(timer);
+        // Redis may be away by then: the entry is reaped after presenceTtl.
+        this.removePresence(entry, 0).catch(() => undefined);
+      }, linger);
+      timer.unref();
+      this.lingering.add(timer);
       return;
     }
     await this.run(
@@ -412,14 +422,16 @@ export class RedisEngine implements Engine {
   }
 
   async channels(): Promise<string[]> {
-    const channels: string[] = [];
-    for await (const batch of this.commands.scanIterator({
-      MATCH: META_PATTERN,
-      COUNT: 1000,
-    })) {
-      for (const key of batch) channels.push(key.slice(6, -3));
-    }
-    return channels;
+    return this.guard(async () => {
+      const channels: string[] = [];
+      for await (const batch of this.commands.scanIterator({
+        MATCH: META_PATTERN,
+        COUNT: 1000,
+      })) {
+        for (const key of batch) channels.push(key.slice(6, -3));
+      }
+      return channels;
+    });
   }
 
   /** Refreshes this incarnation's liveness key. */

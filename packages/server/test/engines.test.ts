@@ -375,4 +375,36 @@ describe("the redis engine", () => {
       await admin.close();
     }
   });
+
+  it("stops lingering removals when the node closes", async () => {
+    // A Redis of its own: no other node may reap the entry meanwhile.
+    const own = await startRedis();
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: own.url,
+      presenceTtl: 300,
+      livenessInterval: 100,
+    });
+    const name = channel("linger");
+    const { client } = await subscribedClient(a.port, name, {
+      session: "lingering",
+    });
+    client.terminate();
+    await waitUntil(() => a.node.connectionCount === 0);
+    await a.stop();
+    // A removal that fired now would fail on the closed connection; an
+    // unhandled rejection would fail this test run.
+    await sleep(500);
+    const admin = await TestRedis.connect(own.url);
+    try {
+      const members = (await admin.command([
+        "HLEN",
+        `sb:1:{${name}}:p`,
+      ])) as number;
+      expect(members).toBe(1);
+    } finally {
+      await admin.close();
+      await own.stop();
+    }
+  });
 });
