@@ -47,6 +47,7 @@ export type {
   UnsubscribedPush,
 } from "./messages.js";
 export {
+  GENERATION_SCRIPT,
   META_PATTERN,
   NODES_KEY,
   PRESENCE_ADD_SCRIPT,
@@ -55,6 +56,7 @@ export {
   PUBLISH_SCRIPT,
   READ_SCRIPT,
   REDIS_SCHEMA,
+  SHARD_KEY,
   channelKeys,
   decodeTopicPayload,
   nodeKeys,

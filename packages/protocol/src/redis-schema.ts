@@ -13,6 +13,8 @@
  *   sb:1:{C}:u         hash: user key -> entries in the channel
  *   sb:1:{C}:l         hash: session -> client id of an entry that
  *                      lingers, waiting for its session to return
+ *   sb:1:shard         hash: gen (generation), run (run id), repl
+ *                      (replication id) of the Redis server last seen
  *   sb:1:nodes         set of node incarnations that hold presence
  *   sb:1:node:<inc>    liveness key of an incarnation, with a TTL
  *   sb:1:node:<inc>:c  set of channels where it holds presence
@@ -58,6 +60,28 @@ export function topicChannel(topic: string): string | undefined {
   if (!topic.startsWith(`${PREFIX}{`) || !topic.endsWith("}")) return;
   return topic.slice(PREFIX.length + 1, -1);
 }
+
+/** Where nodes record the shard's generation and the server they saw. */
+export const SHARD_KEY = `${PREFIX}shard`;
+
+/**
+ * Records the Redis server's run id and replication id; when either is not
+ * the one recorded (a restart or a failover), advances the generation, so
+ * offsets given out before can never be reused under the same epoch.
+ *
+ * KEYS: shard
+ * ARGV: run id, replication id
+ * Returns the generation.
+ */
+export const GENERATION_SCRIPT = `
+local seen = redis.call("HMGET", KEYS[1], "gen", "run", "repl")
+if seen[1] and seen[2] == ARGV[1] and seen[3] == ARGV[2] then
+  return tonumber(seen[1])
+end
+local gen = redis.call("HINCRBY", KEYS[1], "gen", 1)
+redis.call("HSET", KEYS[1], "run", ARGV[1], "repl", ARGV[2])
+return gen
+`;
 
 /** The set of node incarnations that hold presence entries. */
 export const NODES_KEY = `${PREFIX}nodes`;

@@ -548,6 +548,7 @@ function createEngine(options: ResolvedOptions): Engine {
       livenessInterval: options.livenessInterval,
       reapInterval: options.reapInterval,
       canaryInterval: options.canaryInterval,
+      positionCheckInterval: options.positionCheckInterval,
       logger: options.logger,
     });
   }

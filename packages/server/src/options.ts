@@ -66,6 +66,8 @@ export interface NodeOptions {
   reapInterval?: number;
   /** How often a canary checks the node's own subscription (redis). */
   canaryInterval?: number;
+  /** How often stored tops are compared with what was delivered (redis). */
+  positionCheckInterval?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -193,6 +195,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "canaryInterval",
     kind: "duration",
     description: "canary through the node's own subscription (redis)",
+  },
+  {
+    name: "positionCheckInterval",
+    kind: "duration",
+    description: "stored tops compared with what was delivered (redis)",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
@@ -365,6 +372,7 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   livenessInterval: 10_000,
   reapInterval: 10_000,
   canaryInterval: 2_000,
+  positionCheckInterval: 30_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -452,6 +460,7 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
     "livenessInterval",
     "reapInterval",
     "canaryInterval",
+    "positionCheckInterval",
   ] as const) {
     if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
   }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 
 import {
   ErrorCode,
+  GENERATION_SCRIPT,
   META_PATTERN,
   NODES_KEY,
   PRESENCE_ADD_SCRIPT,
@@ -9,6 +10,7 @@ import {
   PRESENCE_REMOVE_SCRIPT,
   PUBLISH_SCRIPT,
   READ_SCRIPT,
+  SHARD_KEY,
   channelKeys,
   decodeTopicPayload,
   nodeKeys,
@@ -48,6 +50,9 @@ export interface RedisEngineOptions {
   readonly reapInterval: number;
   /** How often a canary goes through the node's own subscription, ms. */
   readonly canaryInterval: number;
+  /** How often each channel's stored top is compared with what the node
+   * delivered, ms. */
+  readonly positionCheckInterval: number;
   readonly logger: Logger;
 }
 
@@ -56,6 +61,7 @@ const readScript = new RedisScript(READ_SCRIPT);
 const presenceAddScript = new RedisScript(PRESENCE_ADD_SCRIPT);
 const presenceRemoveScript = new RedisScript(PRESENCE_REMOVE_SCRIPT);
 const presenceReapScript = new RedisScript(PRESENCE_REAP_SCRIPT);
+const generationScript = new RedisScript(GENERATION_SCRIPT);
 
 type StreamEntry = [id: string, fields: string[]];
 
@@ -107,6 +113,11 @@ export class RedisEngine implements Engine {
   private timers: NodeJS.Timeout[] = [];
   /** Removals of lingering presence entries, pending. */
   private readonly lingering = new Set<NodeJS.Timeout>();
+  /**
+   * The shard's generation, first part of every epoch clients see; ""
+   * until known. It advances when the Redis server restarts or fails over.
+   */
+  private generation = "";
   /** Canaries published, and the last one heard back. */
   private readonly canary = { sent: 0, heard: 0, misses: 0 };
   private healthy: EngineHealth = {
@@ -126,6 +137,13 @@ export class RedisEngine implements Engine {
     this.commands.on("error", (error: Error) =>
       options.logger.debug({ err: error.message }, "redis commands error"),
     );
+    // A restarted or failed-over server shows first as a reconnect.
+    this.commands.on("ready", () => {
+      if (this.generation === "") return;
+      this.checkGeneration().catch((error) =>
+        options.logger.debug({ err: String(error) }, "generation check"),
+      );
+    });
   }
 
   health(): EngineHealth {
@@ -147,6 +165,10 @@ export class RedisEngine implements Engine {
       setInterval(() => void this.beAlive(), livenessInterval),
       setInterval(() => void this.reap(), reapInterval),
       setInterval(() => this.sing(), canaryInterval),
+      setInterval(
+        () => void this.checkPositions(),
+        this.options.positionCheckInterval,
+      ),
     ];
     for (const timer of this.timers) timer.unref();
     await Promise.race([ready, sleep(STARTUP_WAIT_MS)]);
@@ -182,6 +204,7 @@ export class RedisEngine implements Engine {
           this.canary.heard = Math.max(this.canary.heard, Number(payload));
         });
       } else {
+        await this.checkGeneration();
         await this.beAlive();
       }
     } catch (error) {
@@ -207,6 +230,9 @@ export class RedisEngine implements Engine {
       void this.rebuildSubscriber();
     }
     if (!this.commands.isReady) return;
+    this.checkGeneration().catch((error) =>
+      this.options.logger.debug({ err: String(error) }, "generation check"),
+    );
     canary.sent += 1;
     this.commands
       .publish(this.canaryTopic, String(canary.sent))
@@ -231,15 +257,18 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /** Why the engine cannot serve now, or undefined when it can. */
+  private unready(): string | undefined {
+    if (!this.commands.isReady) return "redis unreachable";
+    if (this.generation === "") return "redis generation unknown";
+    if (!this.subscriber.isReady) return "redis subscriber unreachable";
+    if (this.canary.misses >= CANARY_MISSES) return "redis subscriber deaf";
+    return undefined;
+  }
+
   /** Updates `health()`, logging each change once. */
   private checkHealth(): void {
-    const reason = !this.commands.isReady
-      ? "redis unreachable"
-      : !this.subscriber.isReady
-        ? "redis subscriber unreachable"
-        : this.canary.misses >= CANARY_MISSES
-          ? "redis subscriber deaf"
-          : undefined;
+    const reason = this.unready();
     if (reason === this.healthy.reason && this.healthy.ready === !reason) {
       return;
     }
@@ -282,7 +311,11 @@ export class RedisEngine implements Engine {
         keys.topic,
       ],
     )) as [string, number, number];
-    return { epoch: reply[0], offset: reply[1], duplicate: reply[2] === 1 };
+    return {
+      epoch: this.epochOf(reply[0]),
+      offset: reply[1],
+      duplicate: reply[2] === 1,
+    };
   }
 
   async read(channel: string, options: ReadOptions): Promise<ReadOutcome> {
@@ -292,7 +325,7 @@ export class RedisEngine implements Engine {
       readScript,
       [keys.meta, keys.stream],
       [
-        since?.epoch ?? "",
+        since ? this.storedEpoch(since.epoch) : "",
         String(since?.offset ?? 0),
         String(options.limit),
         options.reverse ? "1" : "0",
@@ -300,7 +333,8 @@ export class RedisEngine implements Engine {
         String(this.options.historyMetaTtl),
       ],
     )) as [string, number, number, StreamEntry[]];
-    const [epoch, offset, oldest, entries] = reply;
+    const [stored, offset, oldest, entries] = reply;
+    const epoch = this.epochOf(stored);
     return {
       epoch,
       offset,
@@ -434,6 +468,71 @@ export class RedisEngine implements Engine {
     });
   }
 
+  /**
+   * Compares each channel's stored top with what the node delivered and
+   * repairs behind ones: the last message of a quiet channel, lost by
+   * pub/sub, is found within one interval.
+   */
+  private async checkPositions(): Promise<void> {
+    if (!this.commands.isReady) return;
+    for (const [channel, state] of this.states) {
+      if (state.epoch === "" || state.repairing) continue;
+      try {
+        const top = await this.read(channel, {
+          since: undefined,
+          limit: 0,
+          reverse: false,
+        });
+        if (top.epoch !== state.epoch || top.offset > state.offset) {
+          void this.repair(channel, state);
+        }
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** The epoch clients see for an epoch stored in Redis. */
+  private epochOf(stored: string): string {
+    if (this.generation === "") {
+      throw new RequestError(ErrorCode.Unavailable, "redis unavailable");
+    }
+    return `${this.generation}.${stored}`;
+  }
+
+  /** The stored part of a client's epoch; "" if of another generation. */
+  private storedEpoch(epoch: string): string {
+    const dot = epoch.indexOf(".");
+    return epoch.slice(0, dot) === this.generation ? epoch.slice(dot + 1) : "";
+  }
+
+  /**
+   * Reads the server's run and replication ids and the shard generation
+   * they belong to. A new generation makes every channel's position
+   * unverifiable: each is repaired, which tells its subscribers.
+   */
+  private async checkGeneration(): Promise<void> {
+    const server = await this.commands.info("server");
+    const replication = await this.commands.info("replication");
+    const run = /run_id:(\w+)/.exec(server)?.[1] ?? "";
+    const repl = /master_replid:(\w+)/.exec(replication)?.[1] ?? "";
+    const generation = String(
+      await generationScript.run(this.commands, [SHARD_KEY], [run, repl]),
+    );
+    if (generation === this.generation) return;
+    const previous = this.generation;
+    this.generation = generation;
+    this.checkHealth();
+    if (previous === "") return;
+    this.options.logger.warn(
+      { previous, generation },
+      "redis restarted or failed over: new generation",
+    );
+    for (const [channel, state] of this.states) {
+      if (state.epoch !== "") void this.repair(channel, state);
+    }
+  }
+
   /** Refreshes this incarnation's liveness key. */
   private async beAlive(): Promise<void> {
     const { alive } = nodeKeys(this.incarnation);
@@ -526,6 +625,7 @@ export class RedisEngine implements Engine {
       this.options.logger.debug({ channel }, "unknown topic payload");
       return;
     }
+    if (this.generation === "") return;
     if (decoded.kind !== "message") {
       this.handlers?.presence({
         type: decoded.kind,
@@ -538,7 +638,7 @@ export class RedisEngine implements Engine {
     }
     this.accept(channel, state, {
       channel,
-      epoch: decoded.epoch,
+      epoch: this.epochOf(decoded.epoch),
       offset: decoded.offset,
       data: decoded.data,
       publisher: decoded.publisher
@@ -590,11 +690,13 @@ export class RedisEngine implements Engine {
           reverse: false,
         });
         if (read.epoch !== state.epoch) {
-          // A new stream (Redis lost the channel): deliver it from its
-          // start; subscribers see the new epoch as a discontinuity.
+          // A new stream (Redis lost the channel, or a new generation):
+          // nothing delivered before can be vouched for. Subscribers
+          // resubscribe and learn they cannot recover.
           state.epoch = read.epoch;
-          state.offset = 0;
-          continue;
+          state.offset = read.offset;
+          this.handlers?.insufficient(channel);
+          break;
         }
         if (read.oldest > state.offset + 1 && read.offset > state.offset) {
           state.offset = read.offset;

@@ -3,6 +3,10 @@
  * depend on the engine. With redis, two nodes share one Redis and the
  * clients of a test are spread over both.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { NodeOptions } from "../src/index.js";
@@ -406,5 +410,92 @@ describe("the redis engine", () => {
       await admin.close();
       await own.stop();
     }
+  });
+
+  it.each([
+    ["restarted empty", false],
+    ["restarted with its data", true],
+  ])(
+    "tells subscribers they cannot recover when Redis is %s",
+    async (_how, persisted) => {
+      const dir = persisted ? mkdtempSync(join(tmpdir(), "sb-redis-")) : "";
+      const own = await startRedis(dir || undefined);
+      const a = await startNode({
+        engine: "redis",
+        redisUrl: own.url,
+        canaryInterval: 100,
+      });
+      const name = channel("restart");
+      const { client, sub } = await subscribedClient(a.port, name);
+      try {
+        for (let i = 1; i <= 3; i++) await a.node.publish(name, i);
+        await client.waitForCount(isMessage(name), 3);
+        if (persisted) {
+          const admin = await TestRedis.connect(own.url);
+          await admin.command(["SAVE"]);
+          await admin.close();
+        }
+
+        await own.restart();
+        const ended = await client.waitFor(
+          (f) => f.type === "unsubscribed",
+          10_000,
+        );
+        expect(ended).toEqual({
+          type: "unsubscribed",
+          channel: name,
+          code: "insufficient_state",
+          reason: "messages were lost; resubscribe to recover",
+          resubscribe: true,
+        });
+        await waitUntil(
+          async () => (await http(a.port, "GET", "/readyz")).status === 200,
+          10_000,
+        );
+        const again = await client.subscribe(name, {
+          since: { epoch: sub.epoch, offset: 3 },
+        });
+        expect(again.recovered).toBe(false);
+        expect(again.epoch).not.toBe(sub.epoch);
+        expect(again.offset).toBe(persisted ? 3 : 0);
+        const next = await a.node.publish(name, "next");
+        expect(next.epoch).toBe(again.epoch);
+        await client.waitForMessage(name, "next");
+      } finally {
+        await a.stop();
+        await own.stop();
+      }
+    },
+  );
+
+  it("finds a message pub/sub never carried by checking positions", async () => {
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: redis.url,
+      positionCheckInterval: 200,
+    });
+    const name = channel("silent");
+    const { client } = await subscribedClient(a.port, name);
+    await a.node.publish(name, "heard");
+    await client.waitForMessage(name, "heard");
+
+    // Stored as a publish would, but never published on the topic.
+    const admin = await TestRedis.connect(redis.url);
+    try {
+      await admin.command(["HINCRBY", `sb:1:{${name}}:m`, "t", "1"]);
+      await admin.command([
+        "XADD",
+        `sb:1:{${name}}:s`,
+        "2-0",
+        "d",
+        '"silent"',
+        "p",
+        "",
+      ]);
+    } finally {
+      await admin.close();
+    }
+    const silent = await client.waitForMessage(name, "silent", 3_000);
+    expect(silent.offset).toBe(2);
   });
 });

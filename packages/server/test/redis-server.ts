@@ -7,6 +7,11 @@ import { createClient } from "redis";
 export interface OwnRedis {
   readonly url: string;
   readonly port: number;
+  /**
+   * Stops the server and starts a new one on the same port: empty, or
+   * with the data of a SAVE when started with a `dir`.
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -21,21 +26,20 @@ function freePort(): Promise<number> {
   });
 }
 
-/**
- * Starts `redis-server` from PATH with nothing kept on disk; resolves once
- * it accepts connections.
- */
-export async function startRedis(): Promise<OwnRedis> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(
+/** Spawns redis-server; resolves once it accepts connections. */
+async function spawnRedis(
+  port: number,
+  dir: string | undefined,
+): Promise<ChildProcess> {
+  const persistence = dir ? ["--dir", dir] : ["--save", ""];
+  const child = spawn(
     "redis-server",
     [
       "--port",
       String(port),
       "--bind",
       "127.0.0.1",
-      "--save",
-      "",
+      ...persistence,
       "--appendonly",
       "no",
       "--maxmemory-policy",
@@ -55,15 +59,34 @@ export async function startRedis(): Promise<OwnRedis> {
     });
   });
   child.stdout!.resume();
+  return child;
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      return resolve();
+    }
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+}
+
+/**
+ * Starts `redis-server` from PATH on a free port; nothing is kept on disk
+ * unless `dir` is given (then a SAVE survives a restart).
+ */
+export async function startRedis(dir?: string): Promise<OwnRedis> {
+  const port = await freePort();
+  let child = await spawnRedis(port, dir);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
+    restart: async () => {
+      await stopChild(child);
+      child = await spawnRedis(port, dir);
+    },
+    stop: () => stopChild(child),
   };
 }
 
