@@ -100,10 +100,11 @@ export function loadSettings(
     workersText === undefined
       ? 1
       : (parseValue("integer", String(workersText), "--workers") as number);
-  if (workers !== 1) {
-    throw new UsageError(
-      "--workers must be 1: run one node per core behind a load balancer",
-    );
+  if (workers < 1) {
+    throw new UsageError(`--workers must be at least 1, got ${workers}`);
+  }
+  if (workers > 1 && node.engine !== "redis") {
+    throw new UsageError("--workers above 1 needs --engine redis");
   }
   return { node: node as NodeOptions, logLevel, workers };
 }

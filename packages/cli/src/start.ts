@@ -1,9 +1,15 @@
 import { parseArgs } from "node:util";
 
-import { createNode } from "@switchboard/server";
+import { createNode, type GroupView } from "@switchboard/server";
 import { pino } from "pino";
 
 import { loadSettings, optionHelp, startFlags } from "./config.js";
+import {
+  announceListening,
+  joinGroup,
+  runPrimary,
+  workerId,
+} from "./workers.js";
 
 const HELP = `Usage: switchboard start [options]
 
@@ -14,6 +20,8 @@ unit (25s, 5m); sizes take bytes or a unit (64KiB, 1MiB). Namespaces are
 set in the config file.
 
 SIGTERM or SIGINT drains the node and exits 0; a second signal exits 1.
+With --workers N (and --engine redis) N node processes share the port;
+a dead one is started again, and a signal drains them all.
 
 Options:
 ${optionHelp()}
@@ -28,34 +36,80 @@ export async function start(args: string[]): Promise<number> {
     return 0;
   }
   const settings = loadSettings(flags, process.env);
+  const worker = workerId();
   const logger = pino(
-    { level: settings.logLevel, base: { pid: process.pid } },
+    {
+      level: settings.logLevel,
+      base: worker ? { pid: process.pid, worker } : { pid: process.pid },
+    },
     pino.destination(2),
   );
-  const node = createNode({ ...settings.node, logger });
+  if (settings.workers > 1 && !worker) {
+    return runPrimary(settings.workers, logger);
+  }
+
+  let group: GroupView | undefined;
+  let drainOnRequest = () => {};
+  const node = createNode({
+    ...settings.node,
+    nodeId: settings.node.nodeId ?? (worker && `worker-${worker}`),
+    logger,
+    group: worker
+      ? {
+          readiness: () => group!.readiness(),
+          metrics: () => group!.metrics(),
+        }
+      : undefined,
+  });
+  if (worker) {
+    node.metrics.registry.setDefaultLabels({ worker });
+    group = joinGroup({
+      readiness: () => node.readiness(),
+      metrics: () => node.metrics.registry.getMetricsAsJSON(),
+      drain: () => drainOnRequest(),
+    });
+  }
   const { host, port } = await node.listen();
   const origin = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-  process.stdout.write(
-    `Switchboard listening on ws://${origin}${node.options.path}` +
-      ` (HTTP API on http://${origin}/api)\n`,
-  );
+  const url = `ws://${origin}${node.options.path}`;
+  if (worker) {
+    announceListening(url);
+  } else {
+    process.stdout.write(
+      `Switchboard listening on ${url} (HTTP API on http://${origin}/api)\n`,
+    );
+  }
 
   return new Promise((resolve) => {
     let draining = false;
+    const drain = () => {
+      if (draining) return;
+      draining = true;
+      void node.drain().then(() => {
+        // The channel to the primary would keep a worker alive.
+        if (worker) process.disconnect?.();
+        resolve(0);
+      });
+    };
     const onSignal = (signal: NodeJS.Signals) => {
+      // A worker drains once, whether the signal reached it from a
+      // terminal or through the primary; only the primary exits at once.
+      if (draining && worker) return;
       if (draining) {
         logger.warn({ signal }, "second signal: exiting at once");
         process.exit(1);
       }
-      draining = true;
       logger.info({ signal }, "signal: draining");
-      process.stderr.write(
-        `draining: clients are told to reconnect; exit within` +
-          ` ${node.options.drainTimeout} ms (a second signal exits now)\n`,
-      );
-      void node.drain().then(() => resolve(0));
+      if (!worker) {
+        process.stderr.write(
+          `draining: clients are told to reconnect; exit within` +
+            ` ${node.options.drainTimeout} ms (a second signal exits now)\n`,
+        );
+      }
+      drain();
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    drainOnRequest = drain;
   });
 }

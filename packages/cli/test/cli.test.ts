@@ -1,79 +1,25 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it } from "vitest";
 
-const BIN = new URL("../bin/switchboard.js", import.meta.url).pathname;
+import {
+  freePort,
+  killAll,
+  launch,
+  run,
+  startNode,
+  until,
+} from "./cli-process.js";
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-const running = new Set<ChildProcess>();
-
-afterEach(() => {
-  for (const child of running) child.kill("SIGKILL");
-  running.clear();
-});
-
-function launch(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  running.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk) => (stdout += chunk));
-  child.stderr!.on("data", (chunk) => (stderr += chunk));
-  const done = new Promise<Run>((resolve) =>
-    child.on("exit", (code) => {
-      running.delete(child);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  const output = () => stdout;
-  return { child, done, output };
-}
-
-function run(args: string[], env: Record<string, string> = {}) {
-  return launch(args, env).done;
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+afterEach(killAll);
 
 function configFile(content: string): string {
   const path = join(mkdtempSync(join(tmpdir(), "sb-cli-")), "config.json");
   writeFileSync(path, content);
   return path;
-}
-
-/** Starts a node and resolves once it printed where it listens. */
-async function startNode(args: string[], env: Record<string, string> = {}) {
-  const node = launch(["start", "--log-level", "error", ...args], env);
-  await until(() => node.output().includes("listening on"), "listening");
-  return node;
 }
 
 describe("switchboard", () => {
@@ -114,8 +60,7 @@ describe("switchboard start", () => {
     [
       ["--workers", "2"],
       {},
-      "switchboard: --workers must be 1: run one node per core behind a" +
-        " load balancer",
+      "switchboard: --workers above 1 needs --engine redis",
     ],
     [
       ["--frame-limit", "1KiB"],

@@ -330,7 +330,10 @@ async function readiness(
   node: SwitchboardNode,
   response: ServerResponse,
 ): Promise<void> {
-  const { ready, reason, since } = node.readiness();
+  const { group } = node.options;
+  const { ready, reason, since } = group
+    ? await group.readiness()
+    : node.readiness();
   if (ready) {
     sendJson(response, 200, '{"status":"ready"}');
   } else {
@@ -346,9 +349,13 @@ async function metrics(
   node: SwitchboardNode,
   response: ServerResponse,
 ): Promise<void> {
+  const { group } = node.options;
   const { registry } = node.metrics;
-  response.writeHead(200, { "Content-Type": registry.contentType });
-  response.end(await registry.metrics());
+  const { contentType, body } = group
+    ? await group.metrics()
+    : { contentType: registry.contentType, body: await registry.metrics() };
+  response.writeHead(200, { "Content-Type": contentType });
+  response.end(body);
 }
 
 function idempotencyKey(

@@ -6,10 +6,12 @@ export {
   resolveOptions,
 } from "./options.js";
 export type {
+  GroupView,
   NamespaceOptions,
   NodeOptions,
   OptionKind,
   OptionSpec,
+  Readiness,
   ResolvedNamespace,
   ResolvedOptions,
 } from "./options.js";

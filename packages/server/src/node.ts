@@ -40,6 +40,7 @@ import {
   namespaceOptions,
   resolveOptions,
   type NodeOptions,
+  type Readiness,
   type ResolvedOptions,
 } from "./options.js";
 import {
@@ -125,7 +126,7 @@ export class SwitchboardNode implements NodeContext {
   }
 
   /** What `/readyz` reports: ready, or the reason and since when not. */
-  readiness(): { ready: boolean; reason?: string; since?: number } {
+  readiness(): Readiness {
     if (this.state !== "running") {
       return { ready: false, reason: "draining", since: this.drainedAt };
     }

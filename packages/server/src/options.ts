@@ -26,6 +26,25 @@ export interface NamespaceOptions {
   idempotencyWindow?: number;
 }
 
+/** Whether a node or a group of processes can serve; why not if not. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason?: string;
+  /** Since when it is not ready, ms since the epoch. */
+  readonly since?: number;
+}
+
+/**
+ * What a node reports at `/readyz` and `/metrics` when it is one of a
+ * group of processes on one port (`--workers`): the whole group's view.
+ */
+export interface GroupView {
+  /** Ready when every member is. */
+  readiness(): Promise<Readiness>;
+  /** Metrics of every member, each sample labelled with its worker. */
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
 /** Options of a node. Durations are in milliseconds, sizes in bytes. */
 export interface NodeOptions {
   /** @default 8080 */
@@ -136,6 +155,8 @@ export interface NodeOptions {
   namespaces?: Record<string, NamespaceOptions>;
   /** @default a logger that discards everything */
   logger?: Logger;
+  /** Set by `switchboard start --workers`; a single node needs none. */
+  group?: GroupView;
 }
 
 /** How a CLI reads an option's value. */
@@ -334,6 +355,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   ...OPTION_SPECS.map((spec) => spec.name),
   "namespaces",
   "logger",
+  "group",
 ]);
 
 /** Extra descriptors the file limit leaves for logs, Redis and the like. */
@@ -356,6 +378,7 @@ type DefaultedOptions = Required<
     | "maxConnections"
     | "namespaces"
     | "logger"
+    | "group"
   >
 >;
 
@@ -417,6 +440,7 @@ export interface ResolvedOptions extends Omit<
   | "tokenIssuer"
   | "nodeId"
   | "namespaces"
+  | "group"
 > {
   apiKey: string | undefined;
   tokenSecret: string | undefined;
@@ -429,6 +453,7 @@ export interface ResolvedOptions extends Omit<
   open: boolean;
   namespaces: ReadonlyMap<string, ResolvedNamespace>;
   logger: Logger;
+  group: GroupView | undefined;
 }
 
 /**
@@ -510,6 +535,7 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
     open,
     namespaces: resolveNamespaces(merged, open),
     logger: merged.logger ?? silentLogger,
+    group: merged.group,
   };
 }
 

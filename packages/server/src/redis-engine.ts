@@ -111,6 +111,7 @@ export class RedisEngine implements Engine {
   /** Channels where this incarnation has announced presence. */
   private readonly presenceChannels = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  private closed = false;
   /** Removals of lingering presence entries, pending. */
   private readonly lingering = new Set<NodeJS.Timeout>();
   /**
@@ -268,13 +269,20 @@ export class RedisEngine implements Engine {
 
   /** Updates `health()`, logging each change once. */
   private checkHealth(): void {
+    if (this.closed) return;
     const reason = this.unready();
     if (reason === this.healthy.reason && this.healthy.ready === !reason) {
       return;
     }
+    const wasReady = this.healthy.ready;
     this.healthy = { ready: !reason, reason, since: Date.now() };
-    if (reason) this.options.logger.warn({ reason }, "redis engine not ready");
-    else this.options.logger.info({}, "redis engine ready");
+    if (!reason) {
+      this.options.logger.info({}, "redis engine ready");
+    } else if (wasReady) {
+      this.options.logger.warn({ reason }, "redis engine not ready");
+    } else {
+      this.options.logger.debug({ reason }, "redis engine not ready yet");
+    }
   }
 
   /**
@@ -282,6 +290,7 @@ export class RedisEngine implements Engine {
    * out and another node reaps what no returning session replaced.
    */
   async close(): Promise<void> {
+    this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
     for (const timer of this.lingering) clearTimeout(timer);
     this.lingering.clear();
