@@ -1,5 +1,6 @@
 import { createNode, type NodeOptions } from "@switchboard/server";
 import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
 
 import {
   Proxy,
@@ -17,6 +18,7 @@ import type { Message, Subscription } from "./subscription.js";
 import {
   ClosedError,
   DisconnectedError,
+  InvalidArgumentError,
   ServerError,
   TimeoutError,
   UnauthorizedError,
@@ -209,6 +211,65 @@ describe("client against a real node", () => {
     const error = await client.publish("ro:x", 1).catch((e) => e);
     expect(error).toBeInstanceOf(ServerError);
     expect(error).toMatchObject({ serverCode: "forbidden", temporary: false });
+  });
+
+  it("publish - data over maxMessageSize is refused, not sent", async () => {
+    const { proxy } = await startNode({
+      maxMessageSize: 1_000,
+      frameLimit: 2_000,
+    });
+    const client = newClient(proxy.url);
+    await client.connect();
+    let reconnects = 0;
+    client.on("disconnected", () => (reconnects += 1));
+
+    const error = await client
+      .publish("big:1", "x".repeat(5_000))
+      .catch((e) => e);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error.message).toBe(
+      "data is 5002 bytes, over the server's maxMessageSize of 1000",
+    );
+    expect(await client.publish("big:1", "small")).toMatchObject({
+      offset: 1,
+    });
+    expect(reconnects).toBe(0);
+    expect(client.state).toBe("connected");
+  });
+
+  it("reconnect - keeps backing off from a node that drops at once", async () => {
+    // A peer that answers connect, then closes: a faulty node, not a mock
+    // of a good one.
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    let attempts = 0;
+    server.on("connection", (ws) => {
+      attempts += 1;
+      ws.on("message", (raw) => {
+        const { id } = JSON.parse(String(raw));
+        ws.send(
+          JSON.stringify({
+            type: "ok",
+            id,
+            result: { client: "c", node: "n", session: "s", protocol: 1 },
+          }),
+        );
+        ws.close(1011, "broken");
+      });
+    });
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    await new Promise((r) => server.once("listening", r));
+    const { port } = server.address() as { port: number };
+
+    const client = newClient(`ws://127.0.0.1:${port}/ws`, {
+      minDelayMs: 50,
+      maxDelayMs: 10_000,
+    });
+    void client.connect().catch(() => undefined);
+    await sleep(1_500);
+    // Doubling from 50 ms, the delays add up past 1.5 s within ~6 tries;
+    // a backoff reset on every accepted connect would allow ~60.
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    expect(attempts).toBeLessThanOrEqual(10);
   });
 
   it("reconnect - recovers exactly the missed messages", async () => {

@@ -38,9 +38,11 @@ import {
 } from "./errors.js";
 import { createLog, type Log } from "./log.js";
 import {
+  DEFAULT_MAX_MESSAGE_SIZE,
   CLOSE_WAIT_MS,
   DEFAULT_HISTORY_LIMIT,
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
+  STABLE_CONNECTION_MS,
   resolveClientOptions,
   type ClientOptions,
   type ResolvedClientOptions,
@@ -94,6 +96,8 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   private result: ConnectResult | undefined;
   private closedWith: ClosedError | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the current connection's `connect` succeeded. */
+  private connectedAt: number | undefined;
   private drainTimer: ReturnType<typeof setTimeout> | undefined;
   private drainAt: number | undefined;
   private unwatchNetwork: (() => void) | undefined;
@@ -218,6 +222,15 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     if (!isValidIdempotencyKey(key)) {
       throw new InvalidArgumentError("key must be 1-64 of A-Za-z0-9_-");
     }
+    // Refused here: over the frame limit the node would close the socket,
+    // and a retry after each reconnect would close it again.
+    const max = this.result?.limits.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    const size = byteLength(JSON.stringify(data));
+    if (size > max) {
+      throw new InvalidArgumentError(
+        `data is ${size} bytes, over the server's maxMessageSize of ${max}`,
+      );
+    }
 
     const createdAt = Date.now();
     return this.call(
@@ -334,7 +347,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   private connected(connection: Connection, result: ConnectResult): void {
     if (connection.attempt !== this.attempt) return;
     this.result = result;
-    this.backoff.reset();
+    this.connectedAt = Date.now();
     this.log("connected", { attempt: this.attempt, client: result.client });
 
     this.setState("connected");
@@ -391,6 +404,13 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     }
 
     const floor = action.kind === "reconnect" ? action.minDelayMs : 0;
+    if (
+      this.connectedAt !== undefined &&
+      Date.now() - this.connectedAt >= STABLE_CONNECTION_MS
+    ) {
+      this.backoff.reset();
+    }
+    this.connectedAt = undefined;
     const drainAt = this.drainAt;
     this.drainAt = undefined;
     const delay =
@@ -553,4 +573,9 @@ function checkChannel(channel: string): void {
   throw new InvalidArgumentError(
     `channel must be 1-200 of A-Za-z0-9_-:.@=/, got "${String(channel)}"`,
   );
+}
+
+/** UTF-8 length of `text`. */
+function byteLength(text: string): number {
+  return new TextEncoder().encode(text).length;
 }

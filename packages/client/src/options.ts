@@ -27,6 +27,18 @@ export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 300_000;
  */
 export const DEFAULT_HISTORY_LIMIT = 300;
 
+/**
+ * The server's largest `data`, before a `connect` result says otherwise:
+ * DESIGN's default, 64 KiB.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024;
+
+/**
+ * A connection that stayed up this long resets the backoff; one closed
+ * sooner (a node that accepts and drops) keeps doubling it.
+ */
+export const STABLE_CONNECTION_MS = 10_000;
+
 /** Tokens are refreshed in-band at 80% of the connect's `expiresIn`. */
 export const TOKEN_REFRESH_RATIO = 0.8;
 

@@ -8,6 +8,9 @@ import {
 } from "./errors.js";
 import type { Log } from "./log.js";
 import { TOKEN_REFRESH_RATIO } from "./options.js";
+
+/** setTimeout's largest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 import type { TokenProvider } from "./token.js";
 
 /** What the refresher reports to the client. */
@@ -74,7 +77,11 @@ export class TokenRefresher {
     const delay = Math.max(0, expiresIn * TOKEN_REFRESH_RATIO);
     this.dueAt = Date.now() + delay;
     if (!this.tokens.renewable) return;
-    this.timer = setTimeout(() => void this.refresh(), delay);
+    // setTimeout fires at once past 2^31-1 ms: refresh early instead.
+    this.timer = setTimeout(
+      () => void this.refresh(),
+      Math.min(delay, MAX_TIMER_MS),
+    );
   }
 
   private async refresh(): Promise<void> {
