@@ -16,6 +16,23 @@ afterAll(() => redis.stop());
 
 afterEach(killAll);
 
+/** Two workers with the redis engine on a free port. */
+async function startGroup(extra: string[] = []) {
+  const port = await freePort();
+  const group = await startNode([
+    "--workers",
+    "2",
+    "--engine",
+    "redis",
+    "--redis-url",
+    redis.url,
+    "--port",
+    String(port),
+    ...extra,
+  ]);
+  return { port, group };
+}
+
 /** A subscriber over a raw socket that counts what reaches it. */
 function subscriber(port: number, channel: string) {
   return new Promise<{ ws: WebSocket; received: unknown[] }>(
@@ -46,17 +63,7 @@ async function connectionsByWorker(port: number): Promise<number[]> {
 
 describe("switchboard start --workers", () => {
   it("spreads connections over workers that share publications", async () => {
-    const port = await freePort();
-    const group = await startNode([
-      "--workers",
-      "2",
-      "--engine",
-      "redis",
-      "--redis-url",
-      redis.url,
-      "--port",
-      String(port),
-    ]);
+    const { port, group } = await startGroup();
     expect(group.output()).toContain("with 2 workers");
 
     const clients = await Promise.all(
@@ -84,16 +91,7 @@ describe("switchboard start --workers", () => {
   });
 
   it("starts a dead worker again and drains them all on SIGTERM", async () => {
-    const port = await freePort();
-    const group = await startNode([
-      "--workers",
-      "2",
-      "--engine",
-      "redis",
-      "--redis-url",
-      redis.url,
-      "--port",
-      String(port),
+    const { port, group } = await startGroup([
       "--drain-delay",
       "50ms",
       "--drain-window",

@@ -37,7 +37,7 @@ import { recover } from "./recovery.js";
 import {
   closeReason,
   errorFrame,
-  firstBytes,
+  historyJson,
   okFrame,
   publicationsJson,
   serialize,
@@ -612,11 +612,7 @@ export class Connection implements Subscriber {
       limit,
       reverse: request.reverse === true,
     });
-    const page = firstBytes(read.publications, options.outboundBufferLimit / 2);
-    return (
-      `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
-      `"publications":${publicationsJson(page)}}`
-    );
+    return historyJson(read, options.outboundBufferLimit / 2);
   }
 
   private async refresh(request: RefreshRequest): Promise<string> {

@@ -4,7 +4,7 @@ import {
   isTemporaryError,
 } from "@switchboard/protocol";
 
-import type { Publication } from "./engine.js";
+import type { Publication, ReadOutcome } from "./engine.js";
 import { RequestError } from "./request-error.js";
 
 /**
@@ -93,4 +93,13 @@ export function firstBytes(
     if (bytes > maxBytes) return publications.slice(0, Math.max(1, i));
   }
   return publications;
+}
+
+/** A `history` result: the position and a page within `maxBytes`. */
+export function historyJson(read: ReadOutcome, maxBytes: number): string {
+  const page = firstBytes(read.publications, maxBytes);
+  return (
+    `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
+    `"publications":${publicationsJson(page)}}`
+  );
 }
