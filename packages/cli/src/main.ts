@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 
 import { ConfigError, InsecureError } from "@switchboard/server";
 
+import { cluster } from "./cluster.js";
 import { UsageError } from "./errors.js";
+import { nginx } from "./nginx.js";
 import { publish } from "./publish.js";
 import { start } from "./start.js";
 import { subscribe } from "./subscribe.js";
@@ -15,6 +17,9 @@ const HELP = `Usage: switchboard <command> [options]
 
 Commands:
   start       run a node (switchboard start --help)
+  cluster     run several nodes behind nginx, for development
+              (switchboard cluster --help)
+  nginx       print an nginx config for nodes (switchboard nginx --help)
   publish     publish a message (switchboard publish --help)
   subscribe   print a channel's messages (switchboard subscribe --help)
 
@@ -25,6 +30,8 @@ Options:
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   start,
+  cluster,
+  nginx,
   publish,
   subscribe,
 };

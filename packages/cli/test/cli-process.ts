@@ -3,7 +3,9 @@
  * ends every one a test left running.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
+import { freePort } from "../../server/test/ports.js";
+
+export { freePort };
 
 const BIN = new URL("../bin/switchboard.js", import.meta.url).pathname;
 
@@ -15,6 +17,11 @@ export interface Run {
 }
 
 const running = new Set<ChildProcess>();
+
+/** Sends `signal` to every command still running. */
+export function signalAll(signal: NodeJS.Signals): void {
+  for (const child of running) child.kill(signal);
+}
 
 /** Kills every command still running (for `afterEach`). */
 export function killAll(): void {
@@ -57,16 +64,6 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-/** A port free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts a node and resolves once it printed where it listens. */

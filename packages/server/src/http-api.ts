@@ -12,7 +12,7 @@ import {
 import type { SwitchboardNode } from "./node.js";
 import { RequestError } from "./request-error.js";
 import { clientAddress, isLoopback } from "./upgrade.js";
-import { firstBytes, publicationsJson } from "./wire.js";
+import { historyJson } from "./wire.js";
 
 /** Most channels one broadcast may name. */
 const MAX_BROADCAST_CHANNELS = 1000;
@@ -46,9 +46,20 @@ const ROUTES: Record<string, Handler | undefined> = {
   "POST /api/unsubscribe": unsubscribe,
 };
 
+/** What a plain request on the WebSocket path gets, with status 426. */
+const UPGRADE_REQUIRED = JSON.stringify({
+  error: {
+    code: "upgrade_required",
+    message:
+      "this path takes WebSocket upgrades only; a proxy in front must " +
+      "forward the Upgrade and Connection headers",
+  },
+});
+
 /**
- * Serves `/api/*`, `/healthz`, `/readyz` and `/metrics`; returns false for
- * every other path so the caller may serve it.
+ * Serves `/api/*`, `/healthz`, `/readyz` and `/metrics`, and answers 426
+ * to a request on the WebSocket path that is not an upgrade; returns false
+ * for every other path so the caller may serve it.
  */
 export function handleApiRequest(
   node: SwitchboardNode,
@@ -73,6 +84,16 @@ export function handleApiRequest(
       return true;
     }
     void (path === "/readyz" ? readiness : metrics)(node, response);
+    return true;
+  }
+  if (path === node.options.path) {
+    // Most often a proxy that does not forward the upgrade headers.
+    response.writeHead(426, {
+      "Content-Type": "application/json",
+      "Content-Length": Buffer.byteLength(UPGRADE_REQUIRED),
+      Upgrade: "websocket",
+    });
+    response.end(UPGRADE_REQUIRED);
     return true;
   }
   if (!path.startsWith("/api/")) return false;
@@ -264,14 +285,7 @@ async function history(
     epoch !== null && offset !== undefined ? { epoch, offset } : undefined;
   const reverse = ["true", "1"].includes(query.get("reverse") ?? "");
   const read = await node.engine.read(channel, { since, limit, reverse });
-  const page = firstBytes(
-    read.publications,
-    node.options.outboundBufferLimit / 2,
-  );
-  return (
-    `{"epoch":${JSON.stringify(read.epoch)},"offset":${read.offset},` +
-    `"publications":${publicationsJson(page)}}`
-  );
+  return historyJson(read, node.options.outboundBufferLimit / 2);
 }
 
 async function presence(

@@ -91,6 +91,8 @@ export class SwitchboardNode implements NodeContext {
   private readonly interests = new Map<string, Promise<void>>();
   private readonly wss: WebSocketServer;
   private readonly servers: Server[] = [];
+  /** Servers `listen` created, whose connections the node may cut. */
+  private readonly ownServers = new Set<Server>();
   private ticker: NodeJS.Timeout | undefined;
   private emptied: (() => void) | undefined;
   private starting: Promise<void> | undefined;
@@ -175,6 +177,7 @@ export class SwitchboardNode implements NodeContext {
     this.checkOpenMode(host);
     await this.start();
     const server = createServer();
+    this.ownServers.add(server);
     this.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -261,7 +264,14 @@ export class SwitchboardNode implements NodeContext {
   /** Serves the HTTP API; returns false for paths that are not its own. */
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
     if (this.state === "idle") void this.start();
-    return handleApiRequest(this, request, response);
+    // Closing the listener leaves keep-alive connections open, and a
+    // proxy's upstream pool keeps using them: a draining node answers on
+    // them once more, then closes each, so the process can exit.
+    const stopping = this.state === "draining" || this.state === "closed";
+    if (stopping) response.setHeader("Connection", "close");
+    const handled = handleApiRequest(this, request, response);
+    if (stopping && !handled) response.removeHeader("Connection");
+    return handled;
   }
 
   /**
@@ -426,7 +436,11 @@ export class SwitchboardNode implements NodeContext {
     this.logger.info({ nodeId: this.options.nodeId }, "draining");
     await sleep(Math.min(delay, timeout));
 
-    const closed = Promise.all(this.servers.map(closeServer));
+    const closing = this.servers.map((server) => ({
+      own: this.ownServers.has(server),
+      server,
+      closed: closeServer(server),
+    }));
     const empty = new Promise<void>((resolve) => {
       this.emptied = resolve;
       if (this.connections.size === 0) resolve();
@@ -446,7 +460,24 @@ export class SwitchboardNode implements NodeContext {
     for (const connection of this.connections) connection.terminate();
     clearInterval(this.ticker);
     this.state = "closed";
-    await Promise.race([closed, sleep(100)]);
+    // Idle keep-alive connections go now. HTTP requests in flight finish
+    // (their connections then close) until the deadline on the node's own
+    // servers, where what is left is cut; an attached server keeps its
+    // other connections.
+    for (const { server } of closing) server.closeIdleConnections();
+    const own = closing.filter((entry) => entry.own);
+    const attached = closing.filter((entry) => !entry.own);
+    await Promise.race([
+      Promise.all([
+        ...own.map((entry) => entry.closed),
+        Promise.race([
+          Promise.all(attached.map((entry) => entry.closed)),
+          sleep(100),
+        ]),
+      ]),
+      sleep(Math.max(100, deadline - Date.now())),
+    ]);
+    for (const { server } of own) server.closeAllConnections();
     await this.engine.close();
     this.logger.info({ nodeId: this.options.nodeId }, "stopped");
   }

@@ -1,3 +1,5 @@
+import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
+
 import { afterEach, describe, expect, it } from "vitest";
 
 import {
@@ -232,6 +234,14 @@ describe("upgrade admission", () => {
     expect(second.ws.readyState).toBe(second.ws.OPEN);
   });
 
+  it("answers 426 to a request on the WebSocket path without upgrade", async () => {
+    const { port } = await startNode();
+    const plain = await http(port, "GET", "/ws?x=1");
+    expect(plain.status).toBe(426);
+    expect(plain.headers.get("upgrade")).toBe("websocket");
+    expect(plain.json.error.code).toBe("upgrade_required");
+  });
+
   it("answers 404 to an upgrade or request on an unknown path", async () => {
     const { port } = await startNode();
     const upgrade = await rawUpgrade(port, { path: "/socket" });
@@ -323,6 +333,67 @@ describe("drain", () => {
     expect(elapsed).toBeLessThan(drainTimeout + 300);
     await within(stubborn.ended, 1_000, "socket end");
     await waitUntil(() => node.connectionCount === 0, 1_000);
+  });
+});
+
+describe("drain of HTTP keep-alive connections", () => {
+  it("closes keep-alive connections that outlive the listener", async () => {
+    const { node, port } = await startNode({
+      drainDelay: 100,
+      drainWindow: 300,
+      drainTimeout: 1_000,
+    });
+    // A WebSocket keeps the drain going after the listener closes.
+    await TestClient.connect(port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (path: string) =>
+      new Promise<IncomingMessage>((resolve, reject) => {
+        const call = httpRequest(
+          { host: "127.0.0.1", port, path, agent },
+          (response) => {
+            response.resume();
+            response.on("end", () => resolve(response));
+          },
+        );
+        call.on("error", reject);
+        call.end();
+      });
+
+    // A request whose body is still arriving when the listener closes,
+    // as one from a proxy's upstream pool would be under load.
+    const drained = node.drain();
+    const body = JSON.stringify({ channel: "drain:keepalive", data: 1 });
+    const answer = await new Promise<IncomingMessage>((resolve, reject) => {
+      const call = httpRequest(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/api/publish",
+          method: "POST",
+          agent,
+          headers: {
+            "Content-Type": "application/json",
+            "Content-Length": Buffer.byteLength(body),
+          },
+        },
+        (response) => {
+          response.resume();
+          response.on("end", () => resolve(response));
+        },
+      );
+      call.on("error", reject);
+      call.write(body.slice(0, 5));
+      setTimeout(() => call.end(body.slice(5)), 250);
+    });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.headers.connection).toBe("close");
+
+    await within(drained, 2_000, "drain");
+    // Nothing answers after the drain: the kept-alive socket is gone.
+    await expect(get("/healthz")).rejects.toMatchObject({
+      code: "ECONNREFUSED",
+    });
+    agent.destroy();
   });
 });
 

@@ -1,13 +1,18 @@
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { freePort } from "./ports.js";
 
 const CLI = new URL("../../cli/bin/switchboard.js", import.meta.url).pathname;
 
 /** A node in a process of its own, which a test can kill like a crash. */
 export interface NodeProcess {
   readonly port: number;
+  readonly pid: number;
+  /** Resolves with the exit status (null after a signal) once it exits. */
+  readonly exited: Promise<number | null>;
   /** SIGKILL: no drain, no goodbye to Redis. */
   kill(): void;
+  /** SIGTERM: the node drains; resolves with its exit status. */
+  stop(): Promise<number | null>;
 }
 
 const running = new Set<() => void>();
@@ -16,15 +21,6 @@ const running = new Set<() => void>();
 export function killNodes(): void {
   for (const kill of running) kill();
   running.clear();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Flags of `switchboard start` from camelCase option names and ms. */
@@ -37,13 +33,15 @@ function flags(options: Record<string, number | string>): string[] {
 
 /**
  * Starts `switchboard start` with the redis engine (the CLI must be built)
- * and resolves once it listens.
+ * and resolves once it listens. `options.port` picks the port (to restart
+ * a node where it was); a free one otherwise.
  */
 export async function spawnNode(
   redisUrl: string,
   options: Record<string, number | string> = {},
 ): Promise<NodeProcess> {
-  const port = await freePort();
+  const { port: fixedPort, ...rest } = options;
+  const port = fixedPort === undefined ? await freePort() : Number(fixedPort);
   const child = spawn(
     process.execPath,
     [
@@ -57,22 +55,38 @@ export async function spawnNode(
       String(port),
       "--log-level",
       "error",
-      ...flags(options),
+      ...flags(rest),
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      running.delete(kill);
+      resolve(code);
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     let output = "";
-    child.once("exit", (code) => reject(new Error(`node exited: ${code}`)));
+    void exited.then((code) => reject(new Error(`node exited: ${code}`)));
     child.stdout!.on("data", (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes("listening on")) resolve();
     });
   });
-  const kill = () => {
+  child.stdout!.resume();
+  function kill(): void {
     running.delete(kill);
     child.kill("SIGKILL");
-  };
+  }
   running.add(kill);
-  return { port, kill };
+  return {
+    port,
+    pid: child.pid!,
+    exited,
+    kill,
+    stop: () => {
+      child.kill("SIGTERM");
+      return exited;
+    },
+  };
 }

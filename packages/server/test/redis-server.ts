@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 
 import { createClient } from "redis";
+import { freePort } from "./ports.js";
 
 /** A redis-server of a test's own, on a free loopback port. */
 export interface OwnRedis {
@@ -13,17 +13,6 @@ export interface OwnRedis {
    */
   restart(): Promise<void>;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Spawns redis-server; resolves once it accepts connections. */
@@ -90,11 +79,15 @@ export async function startRedis(dir?: string): Promise<OwnRedis> {
   };
 }
 
+/** What a test needs of a Redis connection. */
+interface CommandClient {
+  sendCommand(args: string[]): Promise<unknown>;
+  close(): Promise<void>;
+}
+
 /** A plain Redis connection for a test's own commands. */
 export class TestRedis {
-  private constructor(
-    private readonly client: ReturnType<typeof createClient>,
-  ) {}
+  private constructor(private readonly client: CommandClient) {}
 
   static async connect(url: string): Promise<TestRedis> {
     const client = createClient({ url });
