@@ -147,6 +147,7 @@ while (delivered < expected && now() < settle) {
 }
 const rssEnd = await nodeRss();
 latencies.sort((a, b) => a - b);
+const perConnection = (rssConnected - rssBefore) / clients / 1024;
 const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 
 process.stdout.write(
@@ -160,7 +161,7 @@ process.stdout.write(
     `closed sockets   ${closed}`,
     `node RSS         ${mb(rssBefore)} MiB idle, ${mb(rssConnected)} MiB` +
       ` connected, ${mb(rssEnd)} MiB at the end`,
-    `per connection   ${((rssConnected - rssBefore) / clients / 1024).toFixed(1)} KiB RSS`,
+    `per connection   ${perConnection.toFixed(1)} KiB RSS`,
   ].join("\n") + "\n",
 );
 for (const ws of sockets) ws.terminate();

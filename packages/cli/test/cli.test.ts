@@ -50,7 +50,8 @@ describe("switchboard start", () => {
     [
       [],
       { SWITCHBOARD_HEARTBEAT: "soon" },
-      'switchboard: SWITCHBOARD_HEARTBEAT must be a duration like 25s, got "soon"',
+      "switchboard: SWITCHBOARD_HEARTBEAT must be a duration like 25s," +
+        ' got "soon"',
     ],
     [
       ["--heartbeat", "1.5"],
@@ -89,7 +90,8 @@ describe("switchboard start", () => {
     ['{"port": "high"}', 'config port must be an integer, got "high"'],
     [
       '{"namespaces": {"chat": {"historyTtl": "soon"}}}',
-      'config namespaces.chat.historyTtl must be a duration like 25s, got "soon"',
+      "config namespaces.chat.historyTtl must be a duration like 25s," +
+        ' got "soon"',
     ],
     [
       '{"namespaces": {"chat": {"presence": "no"}}}',

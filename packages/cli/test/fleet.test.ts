@@ -300,14 +300,14 @@ class Watcher {
 
   /** A `ws` class that counts what arrives before the SDK sees it. */
   private countingWebSocket(): WebSocketConstructor {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const watcher = this;
+    const { rawOffsets } = this;
+    const raw = (data: string, offsets: number[]) => this.raw(data, offsets);
     class Counting extends WebSocket {
       constructor(url: string, protocols?: string | string[]) {
         super(url, protocols);
         const offsets: number[] = [];
-        watcher.rawOffsets.push(offsets);
-        this.on("message", (data) => watcher.raw(String(data), offsets));
+        rawOffsets.push(offsets);
+        this.on("message", (data) => raw(String(data), offsets));
       }
     }
     return Counting as unknown as WebSocketConstructor;

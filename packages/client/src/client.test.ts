@@ -237,7 +237,7 @@ describe("client against a real node", () => {
     expect(client.state).toBe("connected");
   });
 
-  it("reconnect - keeps backing off from a node that drops at once", async () => {
+  it("reconnect - backs off from a node that drops at once", async () => {
     // A peer that answers connect, then closes: a faulty node, not a mock
     // of a good one.
     const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });

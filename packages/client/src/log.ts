@@ -18,7 +18,6 @@ export function createLog(debug: boolean | DebugLogger | undefined): Log {
   if (debug !== true) return silent;
   return (message, fields) => {
     // The one place the SDK prints, and only when the app asked for it.
-    // eslint-disable-next-line no-console
     console.debug(`switchboard: ${message}`, fields ?? {});
   };
 }

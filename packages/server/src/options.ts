@@ -117,7 +117,10 @@ export interface NodeOptions {
   publishRate?: number;
   /** Client publishes allowed in a burst. @default 40 */
   publishBurst?: number;
-  /** `rate_limited` answers within `rateViolationWindow` before 4429. @default 5 */
+  /**
+   * `rate_limited` answers allowed within `rateViolationWindow`; the next
+   * violation closes with 4429. @default 5
+   */
   rateViolations?: number;
   /** @default 10000 */
   rateViolationWindow?: number;

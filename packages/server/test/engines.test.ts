@@ -468,7 +468,7 @@ describe("the redis engine", () => {
     },
   );
 
-  it("finds a message pub/sub never carried by checking positions", async () => {
+  it("finds a message pub/sub never carried, by position checks", async () => {
     const a = await startNode({
       engine: "redis",
       redisUrl: redis.url,

@@ -81,7 +81,7 @@ describe("input that once crashed or stalled a node", () => {
     await stillServing(port);
   });
 
-  it("reads no more requests than it handles from a greedy client", async () => {
+  it("reads no more requests than it handles from a greedy one", async () => {
     const { node, port } = await startNode();
     const big = "x".repeat(60_000);
     for (let i = 0; i < 100; i++) await node.publish("big:1", big);

@@ -918,7 +918,7 @@ export interface HttpAnswer {
   readonly headers: Headers;
   readonly text: string;
   /** The body parsed as JSON, or undefined when it is not JSON. */
-  readonly json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  readonly json: any;
 }
 
 /** Calls the node's HTTP API over loopback. */

@@ -234,7 +234,7 @@ describe("upgrade admission", () => {
     expect(second.ws.readyState).toBe(second.ws.OPEN);
   });
 
-  it("answers 426 to a request on the WebSocket path without upgrade", async () => {
+  it("answers 426 to a plain request on the WebSocket path", async () => {
     const { port } = await startNode();
     const plain = await http(port, "GET", "/ws?x=1");
     expect(plain.status).toBe(426);
