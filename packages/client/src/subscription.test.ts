@@ -161,6 +161,45 @@ describe("subscription", () => {
     expect(offsets).toEqual([2, 3]);
   });
 
+  it("subscription - retries a gap's history after a temporary error", () => {
+    const sub = new Subscription("room:1", {}, host());
+    const { connection, sent } = scriptedConnection();
+    const offsets: number[] = [];
+    const holes: unknown[] = [];
+    sub.on("message", (m) => offsets.push(m.offset));
+    sub.on("discontinuity", (d) => holes.push(d));
+    sub.attach(connection);
+    sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
+
+    sub.receive(msg(3));
+    const away = new ServerError("unavailable", "redis unavailable", true);
+    sent[1]?.reply({ ok: false, error: away });
+    expect(sent).toHaveLength(2);
+    vi.advanceTimersByTime(1_000);
+    expect(sent[2]?.body).toMatchObject({ type: "history", limit: 50 });
+    sent[2]?.reply(ok({ epoch: "e1", offset: 3, publications: [msg(2)] }));
+    expect(offsets).toEqual([2, 3]);
+    expect(holes).toEqual([]);
+  });
+
+  it("subscription - gives a gap up after repeated temporary errors", () => {
+    const sub = new Subscription("room:1", {}, host());
+    const { connection, sent } = scriptedConnection();
+    const offsets: number[] = [];
+    sub.on("message", (m) => offsets.push(m.offset));
+    sub.attach(connection);
+    sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
+
+    sub.receive(msg(3));
+    const away = new ServerError("unavailable", "redis unavailable", true);
+    for (let read = 1; read <= 4; read++) {
+      sent[read]?.reply({ ok: false, error: away });
+      vi.advanceTimersByTime(1_000);
+    }
+    expect(sent).toHaveLength(5);
+    expect(offsets).toEqual([3]);
+  });
+
   it("subscription - replaces the member list after every resubscribe", () => {
     const sub = new Subscription("room:1", { presence: true }, host());
     const first = scriptedConnection();

@@ -27,6 +27,9 @@ import {
 import type { Log } from "./log.js";
 import { MemberList } from "./members.js";
 
+/** Temporary history failures a gap recovery retries before it gives up. */
+const MAX_FETCH_RETRIES = 3;
+
 /** A publication delivered to a subscription. */
 export interface Message {
   readonly channel: string;
@@ -140,6 +143,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private readonly memberList = new MemberList();
   private readonly retry: Backoff;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Temporary failures of the current gap's history read, in a row. */
+  private fetchRetries = 0;
   private connection: Connection | undefined;
   private everSubscribed = false;
   private readonly readyWaiters = new Set<{
@@ -397,10 +402,28 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       (outcome) => {
         if (connection !== this.connection) return;
         if (outcome.ok) {
+          this.fetchRetries = 0;
           this.run(this.stream.historyArrived(generation, outcome.result));
-        } else if (!(outcome.error instanceof ConnectionLostError)) {
-          this.run(this.stream.historyFailed(generation));
+          return;
         }
+        const { error } = outcome;
+        if (error instanceof ConnectionLostError) return;
+        // A node briefly without Redis answers unavailable: worth a few
+        // tries before the gap is given up as a discontinuity.
+        if (
+          error instanceof ServerError &&
+          error.temporary &&
+          this.fetchRetries < MAX_FETCH_RETRIES
+        ) {
+          this.fetchRetries += 1;
+          const delay = Math.max(error.retryAfter ?? 0, this.retry.next());
+          this.retryTimer = setTimeout(() => {
+            if (connection === this.connection) this.fetch(since, generation);
+          }, delay);
+          return;
+        }
+        this.fetchRetries = 0;
+        this.run(this.stream.historyFailed(generation));
       },
     );
   }
