@@ -121,7 +121,10 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
       if (stopping) return;
       const stable = Date.now() - member.startedAt > STABLE_MS;
       restarts = stable ? 0 : restarts + 1;
-      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** restarts);
+      const delay = Math.min(
+        RESTART_MAX_MS,
+        RESTART_MIN_MS * 2 ** Math.max(0, restarts - 1),
+      );
       logger.warn({ worker: id, code, signal, delay }, "worker died");
       setTimeout(() => fork(id), delay);
     });

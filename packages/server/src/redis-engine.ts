@@ -533,6 +533,8 @@ export class RedisEngine implements Engine {
     this.generation = generation;
     this.checkHealth();
     if (previous === "") return;
+    // Redis may have lost the index of this node's presence channels too.
+    this.presenceChannels.clear();
     this.options.logger.warn(
       { previous, generation },
       "redis restarted or failed over: new generation",
