@@ -112,6 +112,8 @@ export class RedisEngine implements Engine {
   private readonly presenceChannels = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** Why the server's eviction policy makes the node not ready. */
+  private policyProblem: string | undefined;
   /** Removals of lingering presence entries, pending. */
   private readonly lingering = new Set<NodeJS.Timeout>();
   /**
@@ -205,6 +207,7 @@ export class RedisEngine implements Engine {
           this.canary.heard = Math.max(this.canary.heard, Number(payload));
         });
       } else {
+        await this.checkEvictionPolicy();
         await this.checkGeneration();
         await this.beAlive();
       }
@@ -264,7 +267,31 @@ export class RedisEngine implements Engine {
     if (this.generation === "") return "redis generation unknown";
     if (!this.subscriber.isReady) return "redis subscriber unreachable";
     if (this.canary.misses >= CANARY_MISSES) return "redis subscriber deaf";
-    return undefined;
+    return this.policyProblem;
+  }
+
+  /**
+   * A Redis that evicts keys under memory pressure would drop positions
+   * and streams silently: the node is not ready unless the policy is
+   * noeviction. Where CONFIG is not allowed, the node cannot tell and
+   * says so once.
+   */
+  private async checkEvictionPolicy(): Promise<void> {
+    let policy: string | undefined;
+    try {
+      const reply = await this.commands.configGet("maxmemory-policy");
+      policy = reply["maxmemory-policy"];
+    } catch (error) {
+      this.options.logger.warn(
+        { err: String(error) },
+        "cannot read maxmemory-policy; make sure it is noeviction",
+      );
+      return;
+    }
+    this.policyProblem =
+      policy === undefined || policy === "noeviction"
+        ? undefined
+        : `redis maxmemory-policy is ${policy}, needs noeviction`;
   }
 
   /** Updates `health()`, logging each change once. */

@@ -498,4 +498,24 @@ describe("the redis engine", () => {
     const silent = await client.waitForMessage(name, "silent", 3_000);
     expect(silent.offset).toBe(2);
   });
+
+  it("is not ready on a Redis that may evict keys", async () => {
+    const own = await startRedis(undefined, [
+      "--maxmemory-policy",
+      "allkeys-lru",
+    ]);
+    const a = await startNode({ engine: "redis", redisUrl: own.url });
+    try {
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.status).toBe(503);
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        reason: "redis maxmemory-policy is allkeys-lru, needs noeviction",
+      });
+      expect((await rawUpgrade(a.port)).status).toBe(503);
+    } finally {
+      await a.stop();
+      await own.stop();
+    }
+  });
 });

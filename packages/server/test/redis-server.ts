@@ -19,6 +19,7 @@ export interface OwnRedis {
 async function spawnRedis(
   port: number,
   dir: string | undefined,
+  extra: readonly string[],
 ): Promise<ChildProcess> {
   const persistence = dir ? ["--dir", dir] : ["--save", ""];
   const child = spawn(
@@ -33,6 +34,7 @@ async function spawnRedis(
       "no",
       "--maxmemory-policy",
       "noeviction",
+      ...extra,
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -63,17 +65,21 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 /**
  * Starts `redis-server` from PATH on a free port; nothing is kept on disk
- * unless `dir` is given (then a SAVE survives a restart).
+ * unless `dir` is given (then a SAVE survives a restart). `extra` settings
+ * come last, so they win.
  */
-export async function startRedis(dir?: string): Promise<OwnRedis> {
+export async function startRedis(
+  dir?: string,
+  extra: readonly string[] = [],
+): Promise<OwnRedis> {
   const port = await freePort();
-  let child = await spawnRedis(port, dir);
+  let child = await spawnRedis(port, dir, extra);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
     restart: async () => {
       await stopChild(child);
-      child = await spawnRedis(port, dir);
+      child = await spawnRedis(port, dir, extra);
     },
     stop: () => stopChild(child),
   };
