@@ -36,6 +36,21 @@ afterAll(async () => {
   await redis.stop();
 });
 
+/** `switchboard cluster` with two nodes from `base` and no nginx. */
+function twoNodes(base: number, extra: string[] = []) {
+  return launch([
+    "cluster",
+    "--nodes",
+    "2",
+    "--no-nginx",
+    "--base-port",
+    String(base),
+    "--redis-url",
+    redis.url,
+    ...extra,
+  ]);
+}
+
 /** Two consecutive free loopback ports. */
 async function freePair(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -226,16 +241,7 @@ describe("switchboard cluster", () => {
       blocker.listen(base + 1, "127.0.0.1", resolve),
     );
     try {
-      const cluster = launch([
-        "cluster",
-        "--nodes",
-        "2",
-        "--no-nginx",
-        "--base-port",
-        String(base),
-        "--redis-url",
-        redis.url,
-      ]);
+      const cluster = twoNodes(base);
       expect((await cluster.done).code).toBe(1);
       expect(cluster.errors()).toBe(
         `switchboard: 127.0.0.1:${base + 1} is in use\n`,
@@ -248,15 +254,7 @@ describe("switchboard cluster", () => {
 
   it("stops at once with status 1 on a second signal", async () => {
     const base = await freePair();
-    const cluster = launch([
-      "cluster",
-      "--nodes",
-      "2",
-      "--no-nginx",
-      "--base-port",
-      String(base),
-      "--redis-url",
-      redis.url,
+    const cluster = twoNodes(base, [
       "--log-level",
       "error",
       "--drain-delay",

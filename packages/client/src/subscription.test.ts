@@ -51,6 +51,23 @@ function ok(result: unknown): Outcome<unknown> {
   return { ok: true, result };
 }
 
+/**
+ * A live subscription at offset 1 that just received 3: its history
+ * request for the gap is `sent[1]`.
+ */
+function gapAfterOne() {
+  const sub = new Subscription("room:1", {}, host());
+  const { connection, sent } = scriptedConnection();
+  const offsets: number[] = [];
+  const holes: unknown[] = [];
+  sub.on("message", (m) => offsets.push(m.offset));
+  sub.on("discontinuity", (d) => holes.push(d));
+  sub.attach(connection);
+  sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
+  sub.receive(msg(3));
+  return { sent, offsets, holes };
+}
+
 describe("subscription", () => {
   beforeEach(() => {
     vi.useFakeTimers();
@@ -143,14 +160,7 @@ describe("subscription", () => {
   });
 
   it("subscription - recovers a gap with history at historyMaxLimit", () => {
-    const sub = new Subscription("room:1", {}, host());
-    const { connection, sent } = scriptedConnection();
-    const offsets: number[] = [];
-    sub.on("message", (m) => offsets.push(m.offset));
-    sub.attach(connection);
-    sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
-
-    sub.receive(msg(3));
+    const { sent, offsets } = gapAfterOne();
     expect(sent[1]?.body).toEqual({
       type: "history",
       channel: "room:1",
@@ -162,16 +172,7 @@ describe("subscription", () => {
   });
 
   it("subscription - retries a gap's history after a temporary error", () => {
-    const sub = new Subscription("room:1", {}, host());
-    const { connection, sent } = scriptedConnection();
-    const offsets: number[] = [];
-    const holes: unknown[] = [];
-    sub.on("message", (m) => offsets.push(m.offset));
-    sub.on("discontinuity", (d) => holes.push(d));
-    sub.attach(connection);
-    sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
-
-    sub.receive(msg(3));
+    const { sent, offsets, holes } = gapAfterOne();
     const away = new ServerError("unavailable", "redis unavailable", true);
     sent[1]?.reply({ ok: false, error: away });
     expect(sent).toHaveLength(2);
@@ -183,14 +184,7 @@ describe("subscription", () => {
   });
 
   it("subscription - gives a gap up after repeated temporary errors", () => {
-    const sub = new Subscription("room:1", {}, host());
-    const { connection, sent } = scriptedConnection();
-    const offsets: number[] = [];
-    sub.on("message", (m) => offsets.push(m.offset));
-    sub.attach(connection);
-    sent[0]?.reply(ok({ epoch: "e1", offset: 1 }));
-
-    sub.receive(msg(3));
+    const { sent, offsets } = gapAfterOne();
     const away = new ServerError("unavailable", "redis unavailable", true);
     for (let read = 1; read <= 4; read++) {
       sent[read]?.reply({ ok: false, error: away });
