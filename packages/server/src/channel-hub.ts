@@ -1,10 +1,13 @@
 import type { Publication, PresenceEvent } from "./engine.js";
-import { messageFrame } from "./wire.js";
+import { messageFrame, textFrame } from "./wire.js";
 
 /** Where the hub writes frames: one connection. */
 export interface Subscriber {
-  /** Queues a text frame; the same buffer may go to many subscribers. */
-  send(frame: Buffer | string): void;
+  /**
+   * Queues an encoded WebSocket frame (see `textFrame`); the same buffer
+   * goes to every subscriber.
+   */
+  sendFrame(frame: Buffer): void;
 }
 
 /** One connection's subscription to one channel, as the hub tracks it. */
@@ -22,8 +25,9 @@ export interface LocalSubscription {
 }
 
 /**
- * The node's local subscriber sets. A publication is encoded once and the
- * same buffer is written to every live subscriber.
+ * The node's local subscriber sets. A publication is encoded once, as a
+ * whole WebSocket frame, and the same buffer is queued for every live
+ * subscriber.
  */
 export class ChannelHub {
   private readonly channels = new Map<
@@ -79,8 +83,8 @@ export class ChannelHub {
         continue;
       }
       if (!advance(subscription, publication)) continue;
-      frame ??= Buffer.from(messageFrame(publication));
-      subscriber.send(frame);
+      frame ??= textFrame(messageFrame(publication));
+      subscriber.sendFrame(frame);
       delivered += 1;
     }
     return delivered;
@@ -93,7 +97,7 @@ export class ChannelHub {
     publication: Publication,
   ): void {
     if (advance(subscription, publication)) {
-      subscriber.send(Buffer.from(messageFrame(publication)));
+      subscriber.sendFrame(textFrame(messageFrame(publication)));
     }
   }
 
@@ -102,15 +106,18 @@ export class ChannelHub {
     const subscribers = this.channels.get(event.channel);
     if (!subscribers || event.users > maxUsers) return;
 
-    const frame = JSON.stringify({
-      type: event.type,
-      channel: event.channel,
-      user: event.user,
-      client: event.client,
-    });
+    let frame: Buffer | undefined;
     for (const [subscriber, subscription] of subscribers) {
       if (subscription.joinLeave && !subscription.buffer) {
-        subscriber.send(frame);
+        frame ??= textFrame(
+          JSON.stringify({
+            type: event.type,
+            channel: event.channel,
+            user: event.user,
+            client: event.client,
+          }),
+        );
+        subscriber.sendFrame(frame);
       }
     }
   }

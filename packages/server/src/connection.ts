@@ -17,7 +17,9 @@ import {
   type SubscribeRequest,
   type UnsubscribeRequest,
 } from "@switchboard/protocol";
-import type { WebSocket } from "ws";
+import type { Duplex } from "node:stream";
+
+import { WebSocket } from "ws";
 
 import {
   ANONYMOUS,
@@ -31,6 +33,7 @@ import type { LocalSubscription, Subscriber } from "./channel-hub.js";
 import type { PresenceEntry, ReadOutcome } from "./engine.js";
 import type { NodeContext } from "./node-context.js";
 import { namespaceOptions, type ResolvedNamespace } from "./options.js";
+import { Outbox } from "./outbox.js";
 import { RateLimiter } from "./rate-limit.js";
 import { RequestError } from "./request-error.js";
 import { recover } from "./recovery.js";
@@ -41,6 +44,7 @@ import {
   okFrame,
   publicationsJson,
   serialize,
+  textFrame,
 } from "./wire.js";
 
 /** A socket that does not leave after its close frame is cut, ms. */
@@ -52,9 +56,6 @@ const CLOSE_GRACE_MS = 5_000;
  * faster than it reads them.
  */
 const MAX_IN_FLIGHT = 16;
-
-/** Frames go out as text also when the hub hands over a shared buffer. */
-const TEXT = { binary: false } as const;
 
 /** setTimeout's largest delay; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -93,13 +94,25 @@ export class Connection implements Subscriber {
   private readonly limiter: RateLimiter;
   private connectTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Frames on their way out. They are written to the socket directly (the
+   * upgraded socket `ws` reads from), a turn's worth at a time; control
+   * frames (ping, close) still go through `ws`.
+   */
+  private readonly outbox: Outbox;
 
   constructor(
     private readonly ws: WebSocket,
+    socket: Duplex,
     private readonly node: NodeContext,
     readonly address: string,
   ) {
     const { options } = node;
+    this.outbox = new Outbox(socket, node.flusher, {
+      limit: options.outboundBufferLimit,
+      open: () => ws.readyState === WebSocket.OPEN,
+      overflow: () => this.slowConsumer(),
+    });
     this.limiter = new RateLimiter(
       options.publishRate,
       options.publishBurst,
@@ -118,7 +131,10 @@ export class Connection implements Subscriber {
         "websocket error",
       );
     });
-    ws.on("close", (code) => this.closed(code));
+    ws.on("close", (code) => {
+      this.outbox.discard();
+      this.closed(code);
+    });
   }
 
   /** Whether a close has started; the socket may still drain. */
@@ -128,16 +144,17 @@ export class Connection implements Subscriber {
 
   /** Unsent bytes queued for this socket. */
   get buffered(): number {
-    return this.ws.bufferedAmount;
+    return this.outbox.buffered;
   }
 
-  send(frame: Buffer | string): void {
+  /** Queues a JSON text message. */
+  send(payload: string): void {
+    this.sendFrame(textFrame(payload));
+  }
+
+  sendFrame(frame: Buffer): void {
     if (this.phase === "closing") return;
-    this.ws.send(frame, TEXT);
-    if (this.ws.bufferedAmount > this.node.options.outboundBufferLimit) {
-      this.node.metrics.slowConsumers.inc();
-      this.close(CloseCode.SlowConsumer, "slow consumer");
-    }
+    this.outbox.push(frame);
   }
 
   /** Sends a WebSocket ping for the heartbeat. */
@@ -156,8 +173,16 @@ export class Connection implements Subscriber {
     this.phase = "closing";
     this.closedWith = code;
     this.node.logger.debug({ connId: this.id, code, reason }, "closing");
+    this.outbox.flush();
     this.ws.close(code, closeReason(reason));
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  /** Closes a client that does not read what it is sent. */
+  private slowConsumer(): void {
+    if (this.phase === "closing") return;
+    this.node.metrics.slowConsumers.inc();
+    this.close(CloseCode.SlowConsumer, "slow consumer");
   }
 
   /** Drops the socket at once, without a close frame. */

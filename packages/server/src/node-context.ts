@@ -9,6 +9,7 @@ import type { Engine } from "./engine.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
 import type { ResolvedOptions } from "./options.js";
+import type { Flusher } from "./outbox.js";
 
 /** What a connection needs from the node that holds it. */
 export interface NodeContext {
@@ -18,6 +19,8 @@ export interface NodeContext {
   readonly verifier: TokenVerifier;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Writes every connection's queued frames once per event-loop turn. */
+  readonly flusher: Flusher;
   /** The server's version, for the `connect` result. */
   readonly version: string;
   /** Adds a local subscription; it holds messages until it goes live. */

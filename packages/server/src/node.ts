@@ -32,6 +32,7 @@ import { handleApiRequest } from "./http-api.js";
 import type { Logger } from "./logger.js";
 import { MemoryEngine } from "./memory-engine.js";
 import { Metrics } from "./metrics.js";
+import { Flusher } from "./outbox.js";
 import { RedisEngine } from "./redis-engine.js";
 import type { NodeContext } from "./node-context.js";
 import { RequestError } from "./request-error.js";
@@ -79,6 +80,7 @@ export class SwitchboardNode implements NodeContext {
   readonly options: ResolvedOptions;
   readonly engine: Engine;
   readonly hub = new ChannelHub();
+  readonly flusher = new Flusher();
   readonly verifier: TokenVerifier;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -256,7 +258,7 @@ export class SwitchboardNode implements NodeContext {
     // no other upgrade slips in between): a failed one never calls back.
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
-      this.accept(ws, address);
+      this.accept(ws, socket, address);
     });
     return true;
   }
@@ -517,8 +519,8 @@ export class SwitchboardNode implements NodeContext {
     return undefined;
   }
 
-  private accept(ws: WebSocket, address: string): void {
-    const connection = new Connection(ws, this, address);
+  private accept(ws: WebSocket, socket: Duplex, address: string): void {
+    const connection = new Connection(ws, socket, this, address);
     this.connections.add(connection);
   }
 

@@ -47,6 +47,34 @@ export function messageFrame(publication: Publication): string {
     : `${head},"publisher":${JSON.stringify(publisher)}}`;
 }
 
+/**
+ * An unmasked, final WebSocket text frame (RFC 6455 section 5.2) holding
+ * `payload`, in one buffer, so a frame built once can be written to any
+ * number of sockets as it is.
+ */
+export function textFrame(payload: string | Buffer): Buffer {
+  const length =
+    typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+  const head = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(head + length);
+  frame[0] = FIN_TEXT;
+  if (head === 2) {
+    frame[1] = length;
+  } else if (head === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(length), 2);
+  }
+  if (typeof payload === "string") frame.write(payload, head);
+  else payload.copy(frame, head);
+  return frame;
+}
+
+/** FIN bit and the text opcode: a whole text message in one frame. */
+const FIN_TEXT = 0x81;
+
 /** A list of publications as a JSON array of `message` pushes. */
 export function publicationsJson(publications: readonly Publication[]): string {
   return `[${publications.map(messageFrame).join(",")}]`;

@@ -1,0 +1,105 @@
+import type { Duplex } from "node:stream";
+
+/**
+ * Frames gathered per socket and written once per event-loop turn.
+ *
+ * Most of a node's fan-out cost is not building frames but the write to
+ * each socket. Everything queued for a socket during one turn (a burst of
+ * publications, a reply and the messages around it) leaves in a single
+ * write, so a burst of eight costs about as much as one message.
+ */
+export class Outbox {
+  private frames: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly flusher: Flusher,
+    private readonly options: OutboxOptions,
+  ) {}
+
+  /** Bytes queued here or in the socket, not yet handed to the kernel. */
+  get buffered(): number {
+    return this.bytes + this.socket.writableLength;
+  }
+
+  /** Queues an encoded WebSocket frame; the buffer may be shared. */
+  push(frame: Buffer): void {
+    if (this.frames.length === 0) this.flusher.mark(this);
+    this.frames.push(frame);
+    this.bytes += frame.length;
+    // A turn that queues more than the limit writes early, so the outbox
+    // never holds more than the socket may.
+    if (this.bytes > this.options.limit) this.flush();
+  }
+
+  /**
+   * Writes what is queued, in order, then reports an overflow when the
+   * socket holds more than the limit the kernel did not take. Called by
+   * the flusher, and before a close frame so nothing queued follows it.
+   */
+  flush(): void {
+    const { frames, bytes } = this;
+    if (frames.length === 0) return;
+    this.frames = [];
+    this.bytes = 0;
+    if (!this.options.open() || this.socket.destroyed) return;
+    if (frames.length === 1) {
+      this.socket.write(frames[0]);
+    } else if (bytes <= COPY_LIMIT) {
+      this.socket.write(Buffer.concat(frames, bytes));
+    } else {
+      // Large frames are not worth copying: corked writes leave in one
+      // writev all the same.
+      this.socket.cork();
+      for (const frame of frames) this.socket.write(frame);
+      this.socket.uncork();
+    }
+    if (this.socket.writableLength > this.options.limit) {
+      this.options.overflow();
+    }
+  }
+
+  /** Drops what is queued; the socket is gone. */
+  discard(): void {
+    this.frames = [];
+    this.bytes = 0;
+  }
+}
+
+/** How an outbox treats its socket. */
+export interface OutboxOptions {
+  /** Bytes the socket may hold unsent after a flush. */
+  readonly limit: number;
+  /**
+   * Whether data frames may still go out: false once a close frame was
+   * sent or received, since nothing may follow it.
+   */
+  open(): boolean;
+  /** Called when a flush leaves more than `limit` bytes unsent. */
+  overflow(): void;
+}
+
+/** Up to this many queued bytes are copied into one buffer per write. */
+const COPY_LIMIT = 64 * 1024;
+
+/**
+ * The outboxes with frames queued in this turn, flushed together once the
+ * turn's I/O callbacks have run (setImmediate), so frames produced by
+ * several reads of the same poll phase share a write.
+ */
+export class Flusher {
+  private dirty: Outbox[] = [];
+
+  /** Schedules `outbox` for the next flush. */
+  mark(outbox: Outbox): void {
+    if (this.dirty.length === 0) setImmediate(this.flush);
+    this.dirty.push(outbox);
+  }
+
+  private readonly flush = (): void => {
+    const dirty = this.dirty;
+    this.dirty = [];
+    for (const outbox of dirty) outbox.flush();
+  };
+}
