@@ -1,4 +1,9 @@
-import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import {
+  createHash,
+  createPublicKey,
+  webcrypto,
+  type KeyObject,
+} from "node:crypto";
 
 import { CloseCode, matchesPattern } from "@switchboard/protocol";
 import {
@@ -51,12 +56,21 @@ export class TokenError extends Error {
 
 /** Verifies connection tokens: HS256, RS256/ES256 with a key, or JWKS. */
 export class TokenVerifier {
-  private readonly key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
+  private readonly key:
+    Promise<webcrypto.CryptoKey> | KeyObject | JWTVerifyGetKey | undefined;
   private readonly algorithms: string[];
 
   constructor(private readonly options: ResolvedOptions) {
     if (options.tokenSecret !== undefined) {
-      this.key = new TextEncoder().encode(options.tokenSecret);
+      // Imported once: handing jose raw bytes imports the key again for
+      // every token, which doubles the cost of a handshake.
+      this.key = webcrypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(options.tokenSecret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["verify"],
+      );
       this.algorithms = ["HS256"];
     } else if (options.tokenPublicKey !== undefined) {
       const key = publicKey(options.tokenPublicKey);
@@ -80,7 +94,8 @@ export class TokenVerifier {
     }
     let payload: JWTPayload;
     try {
-      const verified = await jwtVerify(token, this.key as Uint8Array, {
+      const key = this.key instanceof Promise ? await this.key : this.key;
+      const verified = await jwtVerify(token, key as webcrypto.CryptoKey, {
         algorithms: this.algorithms,
         audience: this.options.tokenAudience,
         issuer: this.options.tokenIssuer,
