@@ -60,6 +60,24 @@ describe("backoff", () => {
     expect(await firesAt(delays)).toEqual([500, 1500, 3500, 7500, 15_500]);
   });
 
+  it("backoff - draws the first delay under its own ceiling", () => {
+    const backoff = new Backoff(500, 20_000, () => ALMOST_ONE, 6_000);
+    const delays = [1, 2, 3, 4].map(() => backoff.next() + 1);
+    expect(delays).toEqual([6_000, 1_000, 2_000, 4_000]);
+    backoff.reset();
+    expect(backoff.next()).toBe(5_999);
+  });
+
+  it("backoff - a crowd's first delays fill no second above 20 % (C16)", () => {
+    const seconds = new Array<number>(6).fill(0);
+    for (let client = 0; client < 2_000; client += 1) {
+      const first = new Backoff(500, 20_000, Math.random, 6_000).next();
+      seconds[Math.floor(first / 1_000)]! += 1;
+    }
+    expect(Math.max(...seconds) / 2_000).toBeLessThanOrEqual(0.2);
+    expect(Math.min(...seconds)).toBeGreaterThan(0);
+  });
+
   it("backoff - caps the ceiling at maxDelayMs", () => {
     const backoff = new Backoff(500, 20_000, () => ALMOST_ONE);
     const delays = Array.from({ length: 40 }, () => backoff.next());

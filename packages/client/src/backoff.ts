@@ -7,6 +7,11 @@ const MAX_EXPONENT = 30;
  * node spread out instead of returning as a herd. See "Exponential Backoff
  * And Jitter", AWS Architecture Blog, 2015:
  * https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+ *
+ * The first delay may have a wider ceiling of its own (`firstCeilingMs`):
+ * thousands of clients dropped in the same instant all draw their first
+ * delay together, and only a wide first window keeps them from arriving
+ * in the same second.
  */
 export class Backoff {
   private attempts = 0;
@@ -15,11 +20,13 @@ export class Backoff {
    * @param minDelayMs ceiling of the first delay, doubled each attempt
    * @param maxDelayMs the ceiling never grows past this
    * @param random a source of numbers in [0, 1), for tests
+   * @param firstCeilingMs ceiling of the first delay only
    */
   constructor(
     readonly minDelayMs: number,
     readonly maxDelayMs: number,
     private readonly random: () => number = Math.random,
+    private readonly firstCeilingMs = minDelayMs,
   ) {}
 
   /** How many delays were handed out since the last `reset`. */
@@ -34,7 +41,10 @@ export class Backoff {
    */
   next(floorMs = 0): number {
     const exponent = Math.min(this.attempts, MAX_EXPONENT);
-    const ceiling = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** exponent);
+    const ceiling =
+      this.attempts === 0
+        ? this.firstCeilingMs
+        : Math.min(this.maxDelayMs, this.minDelayMs * 2 ** exponent);
     this.attempts += 1;
     return floorMs + Math.floor(this.random() * ceiling);
   }

@@ -53,6 +53,7 @@ function newClient(
   const client = new SwitchboardClient({
     url,
     minDelayMs: 20,
+    reconnectSpreadMs: 20,
     maxDelayMs: 200,
     ...options,
   });

@@ -119,7 +119,12 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       minDelayMs,
       maxDelayMs,
     );
-    this.backoff = new Backoff(minDelayMs, maxDelayMs);
+    this.backoff = new Backoff(
+      minDelayMs,
+      maxDelayMs,
+      Math.random,
+      this.options.reconnectSpreadMs,
+    );
     this.host = {
       log: this.log,
       minDelayMs,

@@ -9,6 +9,13 @@ export const DEFAULT_MIN_DELAY_MS = 500;
 /** Reconnect delays never grow past 20 s (plus any server-advised floor). */
 export const DEFAULT_MAX_DELAY_MS = 20_000;
 
+/**
+ * The first reconnect after a lost connection waits up to 6 s: a node or
+ * proxy that drops every client at once sees about a sixth of them come
+ * back in each second, not all of them in the first.
+ */
+export const DEFAULT_RECONNECT_SPREAD_MS = 6_000;
+
 /** From opening a socket to the `connect` reply: 10 s. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
@@ -83,6 +90,16 @@ export interface ClientOptions {
    */
   maxDelayMs?: number;
   /**
+   * Ceiling of the first reconnect delay after a connection is lost
+   * without the server saying when to return (a node killed, a proxy
+   * restarted, a network cut): the delay is uniform in [0, this), so a
+   * crowd dropped together comes back spread out. Later attempts follow
+   * `minDelayMs`. A browser's `online` event reconnects at once, and a
+   * drain's `reconnect` push sets its own time.
+   * @default DEFAULT_RECONNECT_SPREAD_MS (6 s)
+   */
+  reconnectSpreadMs?: number;
+  /**
    * Time from opening a socket to the `connect` reply; past it the attempt
    * is abandoned and retried with backoff.
    * @default DEFAULT_CONNECT_TIMEOUT_MS (10 s)
@@ -115,6 +132,7 @@ export interface ResolvedClientOptions {
   readonly session: string | undefined;
   readonly minDelayMs: number;
   readonly maxDelayMs: number;
+  readonly reconnectSpreadMs: number;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly debug: boolean | DebugLogger | undefined;
@@ -134,6 +152,7 @@ export function resolveClientOptions(
     session: options.session,
     minDelayMs: options.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
     maxDelayMs: options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+    reconnectSpreadMs: options.reconnectSpreadMs ?? DEFAULT_RECONNECT_SPREAD_MS,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     debug: options.debug,
@@ -143,6 +162,7 @@ export function resolveClientOptions(
   for (const name of [
     "minDelayMs",
     "maxDelayMs",
+    "reconnectSpreadMs",
     "connectTimeoutMs",
     "requestTimeoutMs",
   ] as const) {
