@@ -57,6 +57,8 @@ export {
   READ_SCRIPT,
   REDIS_SCHEMA,
   SHARD_KEY,
+  SHARD_SET_KEY,
+  SHARD_SET_SCRIPT,
   channelKeys,
   decodeTopicPayload,
   nodeKeys,

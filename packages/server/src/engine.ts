@@ -88,6 +88,8 @@ export interface EngineHandlers {
 export interface EngineHealth {
   readonly ready: boolean;
   readonly reason?: string;
+  /** The shard the reason is about, when the engine has shards. */
+  readonly shard?: string;
   /** When the engine entered this state, ms since the epoch. */
   readonly since: number;
 }

@@ -345,7 +345,7 @@ async function readiness(
   response: ServerResponse,
 ): Promise<void> {
   const { group } = node.options;
-  const { ready, reason, since } = group
+  const { ready, reason, shard, since } = group
     ? await group.readiness()
     : node.readiness();
   if (ready) {
@@ -354,7 +354,7 @@ async function readiness(
     sendJson(
       response,
       503,
-      JSON.stringify({ status: "not_ready", reason, since }),
+      JSON.stringify({ status: "not_ready", shard, reason, since }),
     );
   }
 }

@@ -132,8 +132,8 @@ export class SwitchboardNode implements NodeContext {
     if (this.state !== "running") {
       return { ready: false, reason: "draining", since: this.drainedAt };
     }
-    const { ready, reason, since } = this.engine.health();
-    return ready ? { ready } : { ready, reason, since };
+    const { ready, reason, shard, since } = this.engine.health();
+    return ready ? { ready } : { ready, shard, reason, since };
   }
 
   /**

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 
 import { ConfigError } from "./errors.js";
 import { silentLogger, type Logger } from "./logger.js";
+import { parseShards } from "./shard-set.js";
 
 /** Options of one namespace: the part of a channel name before `:`. */
 export interface NamespaceOptions {
@@ -30,6 +31,8 @@ export interface NamespaceOptions {
 export interface Readiness {
   readonly ready: boolean;
   readonly reason?: string;
+  /** The Redis shard the reason is about, when it is about one. */
+  readonly shard?: string;
   /** Since when it is not ready, ms since the epoch. */
   readonly since?: number;
 }
@@ -73,7 +76,11 @@ export interface NodeOptions {
    * @default "memory"
    */
   engine?: "memory" | "redis";
-  /** Redis URL of the redis engine. @default "redis://127.0.0.1:6379" */
+  /**
+   * Redis URL of the redis engine, or named shards
+   * (`a=redis://...,b=redis://...`): each channel lives on the shard with
+   * the highest CRC32 of `<name>:<channel>`. @default "redis://127.0.0.1:6379"
+   */
   redisUrl?: string;
   /** How long a channel's position outlives its last publish (redis). */
   historyMetaTtl?: number;
@@ -194,7 +201,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     description: "allow open mode on a non-loopback address",
   },
   { name: "engine", kind: "string", description: "engine: memory or redis" },
-  { name: "redisUrl", kind: "string", description: "Redis URL (redis engine)" },
+  {
+    name: "redisUrl",
+    kind: "string",
+    description: "Redis URL, or shards as name=URL,name=URL (redis engine)",
+  },
   {
     name: "historyMetaTtl",
     kind: "duration",
@@ -505,6 +516,7 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
       `engine must be "memory" or "redis", got "${merged.engine}"`,
     );
   }
+  if (merged.engine === "redis") parseShards(merged.redisUrl);
   if (merged.port > 65_535) {
     throw new ConfigError(`port must be at most 65535, got ${merged.port}`);
   }

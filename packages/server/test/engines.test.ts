@@ -33,13 +33,22 @@ interface Fleet {
   readonly nodes: readonly StartedNode[];
 }
 
-const ENGINES: readonly [string, (redis: OwnRedis) => NodeOptions, number][] = [
+const ENGINES: readonly [string, () => NodeOptions, number][] = [
   ["memory", () => ({ engine: "memory" }), 1],
   [
     "redis",
-    (redis) => ({
+    () => ({
       engine: "redis",
       redisUrl: redis.url,
+      unsubscribeLinger: 50,
+    }),
+    2,
+  ],
+  [
+    "redis on two shards",
+    () => ({
+      engine: "redis",
+      redisUrl: `a=${shardA.url},b=${shardB.url}`,
       unsubscribeLinger: 50,
     }),
     2,
@@ -47,15 +56,25 @@ const ENGINES: readonly [string, (redis: OwnRedis) => NodeOptions, number][] = [
 ];
 
 let redis: OwnRedis;
+/**
+ * The shards of the sharded fleet: Redis servers of their own, since a
+ * server is used by one shard set at a time.
+ */
+let shardA: OwnRedis;
+let shardB: OwnRedis;
 
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, shardA, shardB] = await Promise.all([
+    startRedis(),
+    startRedis(),
+    startRedis(),
+  ]);
 });
 
 afterAll(async () => {
   killNodes();
   await stopAll();
-  await redis.stop();
+  await Promise.all([redis.stop(), shardA.stop(), shardB.stop()]);
 });
 
 let unique = 0;
@@ -71,7 +90,7 @@ describe.each(ENGINES)("the %s engine", (_name, options, size) => {
   beforeAll(async () => {
     const nodes: StartedNode[] = [];
     for (let i = 0; i < size; i++) {
-      nodes.push(await startNode({ ...options(redis), nodeId: `n${i}` }));
+      nodes.push(await startNode({ ...options(), nodeId: `n${i}` }));
     }
     fleet = { nodes, ports: nodes.map((n) => n.port) };
   });
