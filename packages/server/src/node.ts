@@ -581,6 +581,8 @@ function createEngine(options: ResolvedOptions): Engine {
       reapInterval: options.reapInterval,
       canaryInterval: options.canaryInterval,
       positionCheckInterval: options.positionCheckInterval,
+      pingInterval: options.redisPingInterval,
+      timeout: options.redisTimeout,
       logger: options.logger,
     });
   }

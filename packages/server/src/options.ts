@@ -94,6 +94,14 @@ export interface NodeOptions {
   canaryInterval?: number;
   /** How often stored tops are compared with what was delivered (redis). */
   positionCheckInterval?: number;
+  /** How often each Redis connection is PINGed (redis). @default 5000 */
+  redisPingInterval?: number;
+  /**
+   * How long a PING may go unanswered before the connection is called dead
+   * and replaced: a black-holed link is noticed within `redisPingInterval`
+   * plus this (redis). @default 5000
+   */
+  redisTimeout?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -235,6 +243,16 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "positionCheckInterval",
     kind: "duration",
     description: "stored tops compared with what was delivered (redis)",
+  },
+  {
+    name: "redisPingInterval",
+    kind: "duration",
+    description: "PING of each Redis connection (redis)",
+  },
+  {
+    name: "redisTimeout",
+    kind: "duration",
+    description: "unanswered PING before a Redis connection is replaced",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
@@ -410,6 +428,8 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   reapInterval: 10_000,
   canaryInterval: 2_000,
   positionCheckInterval: 30_000,
+  redisPingInterval: 5_000,
+  redisTimeout: 5_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -500,6 +520,8 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
     "reapInterval",
     "canaryInterval",
     "positionCheckInterval",
+    "redisPingInterval",
+    "redisTimeout",
   ] as const) {
     if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
   }

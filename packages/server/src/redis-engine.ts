@@ -47,6 +47,10 @@ export interface RedisEngineOptions {
   readonly reapInterval: number;
   /** How often a canary goes through the node's own subscription, ms. */
   readonly canaryInterval: number;
+  /** How often each Redis connection is PINGed, ms. */
+  readonly pingInterval: number;
+  /** How long a PING may go unanswered before its connection is replaced. */
+  readonly timeout: number;
   /** How often each channel's stored top is compared with what the node
    * delivered, ms. */
   readonly positionCheckInterval: number;
@@ -122,6 +126,8 @@ export class RedisEngine implements Engine {
           fingerprint: set,
           incarnation: this.incarnation,
           presenceTtl: options.presenceTtl,
+          pingInterval: options.pingInterval,
+          timeout: options.timeout,
           logger: options.logger,
           lost: () => this.repairShard(address.name),
           changed: () => this.checkHealth(),
@@ -140,23 +146,16 @@ export class RedisEngine implements Engine {
   async start(handlers: EngineHandlers): Promise<void> {
     this.handlers = handlers;
     const ready = Promise.all(this.shards.map((shard) => shard.connect()));
-    const { livenessInterval, reapInterval, canaryInterval } = this.options;
-    const each = (act: (shard: RedisShard) => unknown) => () => {
-      for (const shard of this.shards) void act(shard);
-    };
+    const { options } = this;
+    const every = (ms: number, act: (shard: RedisShard) => unknown) =>
+      setInterval(() => {
+        for (const shard of this.shards) void act(shard);
+      }, ms);
     this.timers = [
-      setInterval(
-        each((shard) => shard.beAlive()),
-        livenessInterval,
-      ),
-      setInterval(
-        each((shard) => shard.reap()),
-        reapInterval,
-      ),
-      setInterval(
-        each((shard) => shard.sing()),
-        canaryInterval,
-      ),
+      every(options.livenessInterval, (shard) => shard.beAlive()),
+      every(options.reapInterval, (shard) => shard.reap()),
+      every(options.canaryInterval, (shard) => shard.sing()),
+      every(options.pingInterval, (shard) => shard.probe()),
       setInterval(
         () => void this.checkPositions(),
         this.options.positionCheckInterval,

@@ -25,6 +25,10 @@ export interface RedisShardOptions {
   readonly incarnation: string;
   /** How long liveness and the shard set outlive their refresh, ms. */
   readonly presenceTtl: number;
+  /** How often each connection is PINGed, ms. */
+  readonly pingInterval: number;
+  /** How long a PING may go unanswered before the connection is replaced. */
+  readonly timeout: number;
   readonly logger: Logger;
   /** Pub/sub traffic of the shard may have been lost: repair its channels. */
   readonly lost: () => void;
@@ -40,6 +44,9 @@ export interface ShardHealth {
 }
 
 type Listener = (payload: string) => void;
+
+/** The two connections of a shard, as reasons and logs name them. */
+type Link = "commands" | "subscriber";
 
 /** Canaries missed in a row before the shard calls the node deaf. */
 const CANARY_MISSES = 3;
@@ -58,8 +65,12 @@ export class RedisShard {
   /** The engine's logger, with the shard's name in every line. */
   private readonly log: Logger;
   /** Commands and scripts; they fail at once while Redis is away. */
-  readonly commands: RedisClient;
+  commands: RedisClient;
   private subscriber: RedisClient;
+  /** Connections whose last PING went unanswered, until one is answered. */
+  private readonly silent = new Set<Link>();
+  /** PINGs in flight, so a slow one is not sent twice. */
+  private readonly probing = new Set<Link>();
   /** What the subscriber connection must hear: the engine's table. */
   private readonly topics = new Map<string, Listener>();
   /**
@@ -67,7 +78,12 @@ export class RedisShard {
    * until known. It advances when the Redis server restarts or fails over.
    */
   generation = "";
-  private readonly canary = { sent: 0, heard: 0, misses: 0 };
+  /**
+   * Canaries published, acknowledged by Redis, and heard back. Only an
+   * acknowledged canary that was not heard blames the subscriber: one the
+   * command connection never delivered is that connection's fault.
+   */
+  private readonly canary = { sent: 0, acked: 0, heard: 0, misses: 0 };
   /** Why the server's eviction policy makes the shard unusable. */
   private policyProblem: string | undefined;
   /** Why the shard set recorded on the server makes it unusable. */
@@ -84,23 +100,80 @@ export class RedisShard {
   constructor(private readonly options: RedisShardOptions) {
     this.name = options.address.name;
     this.log = withShard(options.logger, this.name);
+    this.commands = this.newCommands();
+    this.subscriber = this.newSubscriber();
+  }
+
+  /**
+   * PINGs both connections. A link that went silent without a FIN or RST
+   * (a black hole, a half-open socket) answers no PING: after `timeout`
+   * the connection is replaced, so the node notices within
+   * `pingInterval` plus `timeout` and repairs what it may have missed.
+   */
+  probe(): void {
+    this.probeLink("commands", this.commands);
+    this.probeLink("subscriber", this.subscriber);
+  }
+
+  private probeLink(link: Link, client: RedisClient): void {
+    if (this.closed || !client.isReady || this.probing.has(link)) return;
+    this.probing.add(link);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), this.options.timeout);
+      timer.unref();
+    });
+    void Promise.race([client.ping().catch(() => "failed"), late]).then(
+      (answer) => {
+        clearTimeout(timer);
+        this.probing.delete(link);
+        if (answer !== "late") {
+          if (this.silent.delete(link)) this.checkHealth();
+          return;
+        }
+        const current = link === "commands" ? this.commands : this.subscriber;
+        if (current !== client) return;
+        this.silent.add(link);
+        this.log.warn(
+          { link, timeout: this.options.timeout },
+          "redis connection unresponsive; replacing it",
+        );
+        this.checkHealth();
+        if (link === "commands") this.rebuildCommands();
+        else void this.rebuildSubscriber();
+      },
+    );
+  }
+
+  /** A command connection; it checks the generation on each reconnect. */
+  private newCommands(): RedisClient {
     // Without Redis, requests fail at once with `unavailable` rather than
     // waiting in a queue the client cannot see.
-    this.commands = createClient({
-      url: options.address.url,
+    const commands: RedisClient = createClient({
+      url: this.options.address.url,
       disableOfflineQueue: true,
     });
-    this.commands.on("error", (error: Error) =>
+    commands.on("error", (error: Error) =>
       this.log.debug({ err: error.message }, "redis commands error"),
     );
     // A restarted or failed-over server shows first as a reconnect.
-    this.commands.on("ready", () => {
-      if (this.generation === "") return;
+    commands.on("ready", () => {
+      this.checkHealth();
+      if (this.generation === "" || commands !== this.commands) return;
       this.checkGeneration().catch((error) =>
         this.log.debug({ err: String(error) }, "generation check"),
       );
     });
-    this.subscriber = this.newSubscriber();
+    commands.on("end", () => this.checkHealth());
+    return commands;
+  }
+
+  /** Replaces a silent command connection; commands waiting on it fail. */
+  private rebuildCommands(): void {
+    const silent = this.commands;
+    this.commands = this.newCommands();
+    silent.destroy();
+    void this.connectCommands();
   }
 
   /** Whether the shard can serve; when not, why and since when. */
@@ -133,7 +206,7 @@ export class RedisShard {
    */
   sing(): void {
     const { canary } = this;
-    canary.misses = canary.heard < canary.sent ? canary.misses + 1 : 0;
+    canary.misses = canary.heard < canary.acked ? canary.misses + 1 : 0;
     this.checkHealth();
     if (canary.misses >= CANARY_MISSES && this.subscriber.isReady) {
       void this.rebuildSubscriber();
@@ -143,8 +216,12 @@ export class RedisShard {
       this.log.debug({ err: String(error) }, "generation check"),
     );
     canary.sent += 1;
+    const sent = canary.sent;
     this.commands
-      .publish(this.canaryTopic, String(canary.sent))
+      .publish(this.canaryTopic, String(sent))
+      .then(() => {
+        canary.acked = Math.max(canary.acked, sent);
+      })
       .catch(() => undefined);
   }
 
@@ -312,6 +389,7 @@ export class RedisShard {
     const deaf = this.subscriber;
     this.subscriber = this.newSubscriber();
     this.canary.heard = this.canary.sent;
+    this.canary.acked = this.canary.sent;
     this.canary.misses = 0;
     deaf.destroy();
     await this.connectSubscriber();
@@ -370,8 +448,14 @@ export class RedisShard {
 
   /** Why the shard cannot serve now, or undefined when it can. */
   private unready(): string | undefined {
+    if (this.silent.has("commands")) {
+      return "redis commands connection unresponsive";
+    }
     if (!this.commands.isReady) return "redis unreachable";
     if (this.generation === "") return "redis generation unknown";
+    if (this.silent.has("subscriber")) {
+      return "redis subscriber connection unresponsive";
+    }
     if (!this.subscriber.isReady) return "redis subscriber unreachable";
     if (this.canary.misses >= CANARY_MISSES) return "redis subscriber deaf";
     return this.policyProblem ?? this.setProblem;

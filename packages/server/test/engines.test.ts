@@ -272,6 +272,61 @@ describe("the redis engine", () => {
     }
   });
 
+  it("notices a black-holed link, reconnects and repairs (C02)", async () => {
+    const proxy = await startProxy(redis.port);
+    const timers = { redisPingInterval: 100, redisTimeout: 200 };
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      canaryInterval: 100,
+      ...timers,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("black-hole");
+    const { client } = await subscribedClient(a.port, name);
+    try {
+      // No FIN, no RST: only unanswered PINGs tell. The command
+      // connection is checked first, and the reason names it.
+      proxy.stall();
+      const stalledAt = Date.now();
+      await b.node.publish(name, "during");
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 503,
+      );
+      const noticedMs = Date.now() - stalledAt;
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        shard: "default",
+        reason: "redis commands connection unresponsive",
+      });
+      // PING interval plus timeout, with room for a loaded machine.
+      expect(noticedMs).toBeLessThan(3 * (100 + 200) + 500);
+      await sleep(500);
+
+      proxy.restore();
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 200,
+      );
+      for (let i = 1; i <= 5; i++) await b.node.publish(name, i);
+      await client.waitForCount(isMessage(name), 6);
+      expect(client.messages(name).map((m) => m.data)).toEqual([
+        "during",
+        1,
+        2,
+        3,
+        4,
+        5,
+      ]);
+      expect(client.messages(name).map((m) => m.offset)).toEqual([
+        1, 2, 3, 4, 5, 6,
+      ]);
+    } finally {
+      await a.stop();
+      await proxy.close();
+    }
+  });
+
   it("reaps a killed node's presence with one leave per user", async () => {
     const timers = {
       presenceTtl: 1_000,

@@ -1,10 +1,15 @@
 import { connect, createServer, type Socket } from "node:net";
 
-/** A loopback TCP proxy a test can cut and restore. */
+/** A loopback TCP proxy a test can cut, stall and restore. */
 export interface TcpProxy {
   readonly port: number;
   /** Drops every connection and refuses new ones until `restore`. */
   cut(): void;
+  /**
+   * A black hole: keeps every connection open, new ones included, but
+   * forwards nothing either way until `restore` (no FIN, no RST).
+   */
+  stall(): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -13,6 +18,7 @@ export interface TcpProxy {
 export async function startProxy(target: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let refusing = false;
+  let stalled = false;
   const server = createServer((client) => {
     if (refusing) {
       client.destroy();
@@ -26,6 +32,8 @@ export async function startProxy(target: number): Promise<TcpProxy> {
         client.destroy();
         upstream.destroy();
       });
+      // Unread bytes wait in the kernel, as a black-holed link's would.
+      if (stalled) socket.pause();
     }
     client.pipe(upstream).pipe(client);
   });
@@ -37,8 +45,14 @@ export async function startProxy(target: number): Promise<TcpProxy> {
       refusing = true;
       for (const socket of sockets) socket.destroy();
     },
+    stall() {
+      stalled = true;
+      for (const socket of sockets) socket.pause();
+    },
     restore() {
       refusing = false;
+      stalled = false;
+      for (const socket of sockets) socket.resume();
     },
     close: () =>
       new Promise<void>((resolve) => {
