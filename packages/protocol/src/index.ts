@@ -47,6 +47,7 @@ export type {
   UnsubscribedPush,
 } from "./messages.js";
 export {
+  CONTROL_TOPIC,
   GENERATION_SCRIPT,
   META_PATTERN,
   NODES_KEY,

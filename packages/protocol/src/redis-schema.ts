@@ -17,6 +17,9 @@
  *                      (replication id) of the Redis server last seen
  *   sb:1:shards        the shard set of the fleet using this server, as
  *                      "<name>=<host:port/db>,..." sorted; with a TTL
+ *   sb:1:control       pub/sub topic of fleet-wide control commands, on
+ *                      the first shard by name: JSON {inc, type, user,
+ *                      reconnect?, channel?}
  *   sb:1:nodes         set of node incarnations that hold presence
  *   sb:1:node:<inc>    liveness key of an incarnation, with a TTL
  *   sb:1:node:<inc>:c  set of channels where it holds presence
@@ -84,6 +87,9 @@ local gen = redis.call("HINCRBY", KEYS[1], "gen", 1)
 redis.call("HSET", KEYS[1], "run", ARGV[1], "repl", ARGV[2])
 return gen
 `;
+
+/** The topic every node listens to for fleet-wide control commands. */
+export const CONTROL_TOPIC = `${PREFIX}control`;
 
 /** Where nodes record the shard set they place channels with. */
 export const SHARD_SET_KEY = `${PREFIX}shards`;

@@ -325,6 +325,11 @@ async function disconnect(
     throw badRequest("reconnect must be a boolean");
   }
   const disconnected = node.disconnectUser(user, reconnect === true);
+  await node.engine.control({
+    type: "disconnect",
+    user,
+    reconnect: reconnect === true,
+  });
   return JSON.stringify({ disconnected });
 }
 
@@ -335,9 +340,9 @@ async function unsubscribe(
   const { channel } = body;
   const user = requireUser(body);
   if (!isValidChannel(channel)) throw badChannel();
-  return JSON.stringify({
-    unsubscribed: node.unsubscribeUser(user, channel),
-  });
+  const unsubscribed = node.unsubscribeUser(user, channel);
+  await node.engine.control({ type: "unsubscribe", user, channel });
+  return JSON.stringify({ unsubscribed });
 }
 
 async function readiness(

@@ -155,6 +155,13 @@ export class SwitchboardNode implements NodeContext {
       presence: (event) =>
         this.hub.announce(event, this.options.joinLeaveMaxMembers),
       insufficient: (channel) => this.insufficient(channel),
+      control: (command) => {
+        if (command.type === "disconnect") {
+          this.disconnectUser(command.user, command.reconnect === true);
+        } else if (typeof command.channel === "string") {
+          this.unsubscribeUser(command.user, command.channel);
+        }
+      },
     });
     const { heartbeat, pongTimeout } = this.options;
     const tick = Math.min(

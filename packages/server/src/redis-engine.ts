@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 
 import {
+  CONTROL_TOPIC,
   META_PATTERN,
   PRESENCE_ADD_SCRIPT,
   PRESENCE_REMOVE_SCRIPT,
@@ -12,6 +13,7 @@ import {
 } from "@switchboard/protocol";
 
 import type {
+  ControlCommand,
   Engine,
   EngineHandlers,
   EngineHealth,
@@ -133,6 +135,36 @@ export class RedisEngine implements Engine {
           changed: () => this.checkHealth(),
         }),
     );
+    this.shards[0]!.keep(CONTROL_TOPIC, (payload) => this.obey(payload));
+  }
+
+  /**
+   * Publishes a control command on the control topic, which every node
+   * listens to on the first shard by name.
+   */
+  async control(command: ControlCommand): Promise<void> {
+    const shard = this.shards[0]!;
+    const payload = JSON.stringify({ inc: this.incarnation, ...command });
+    await shard.guard(() => shard.commands.publish(CONTROL_TOPIC, payload));
+  }
+
+  /** Applies another node's control command; drops what it cannot read. */
+  private obey(payload: string): void {
+    let command: (ControlCommand & { inc?: unknown }) | undefined;
+    try {
+      command = JSON.parse(payload) as ControlCommand & { inc?: unknown };
+    } catch {
+      command = undefined;
+    }
+    if (command?.inc === this.incarnation) return;
+    if (
+      (command?.type !== "disconnect" && command?.type !== "unsubscribe") ||
+      typeof command.user !== "string"
+    ) {
+      this.options.logger.debug({}, "unknown control payload");
+      return;
+    }
+    this.handlers?.control(command);
   }
 
   health(): EngineHealth {

@@ -192,6 +192,14 @@ export class RedisShard {
     await this.subscriber.subscribe(topic, listener);
   }
 
+  /**
+   * Listens to `topic` for as long as the shard runs: from the first
+   * connect, and again on every new subscriber connection.
+   */
+  keep(topic: string, listener: Listener): void {
+    this.topics.set(topic, listener);
+  }
+
   /** Stops listening to `topic`. */
   async unlisten(topic: string): Promise<void> {
     const listener = this.topics.get(topic);
@@ -362,6 +370,9 @@ export class RedisShard {
       await this.subscriber.subscribe(this.canaryTopic, (payload: string) => {
         this.canary.heard = Math.max(this.canary.heard, Number(payload));
       });
+      for (const [topic, listener] of this.topics) {
+        await this.subscriber.subscribe(topic, listener);
+      }
     } catch (error) {
       this.log.debug({ err: String(error) }, "redis subscriber connect");
     }
@@ -393,9 +404,6 @@ export class RedisShard {
     this.canary.misses = 0;
     deaf.destroy();
     await this.connectSubscriber();
-    for (const [topic, listener] of this.topics) {
-      await this.subscriber.subscribe(topic, listener).catch(() => undefined);
-    }
     this.options.lost();
   }
 

@@ -327,6 +327,41 @@ describe("the redis engine", () => {
     }
   });
 
+  it("disconnects and unsubscribes a user on every node", async () => {
+    const [a, b] = await Promise.all([
+      startNode({ engine: "redis", redisUrl: redis.url }),
+      startNode({ engine: "redis", redisUrl: redis.url }),
+    ]);
+    const name = channel("control");
+    const onB = await subscribedClient(b.port, name, { session: "far" });
+    const other = await subscribedClient(b.port, name, { session: "other" });
+    const onA = await subscribedClient(a.port, name, { session: "near" });
+
+    const ended = await http(a.port, "POST", "/api/unsubscribe", {
+      body: { user: anonUser("far"), channel: name },
+    });
+    expect(ended).toMatchObject({ status: 200, json: { unsubscribed: 0 } });
+    expect(await onB.client.waitFor((f) => f.type === "unsubscribed")).toEqual({
+      type: "unsubscribed",
+      channel: name,
+      code: "server",
+      reason: "unsubscribed by the server",
+      resubscribe: false,
+    });
+
+    const closed = await http(a.port, "POST", "/api/disconnect", {
+      body: { user: anonUser("far"), reconnect: true },
+    });
+    expect(closed).toMatchObject({ status: 200, json: { disconnected: 0 } });
+    expect((await onB.client.closed).code).toBe(4009);
+    // Nobody else is touched, on either node.
+    await a.node.publish(name, "still here");
+    await other.client.waitForMessage(name, "still here");
+    await onA.client.waitForMessage(name, "still here");
+    expect(other.client.pushes.map((f) => f.type)).toEqual(["message"]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it("reaps a killed node's presence with one leave per user", async () => {
     const timers = {
       presenceTtl: 1_000,
