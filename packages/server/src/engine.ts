@@ -98,6 +98,11 @@ export interface EngineHandlers {
    * subscribers must resubscribe and recover, or learn they cannot.
    */
   insufficient(channel: string): void;
+  /**
+   * This node has been deaf to these channels for `deafDrainAfter` while
+   * other nodes hear them: their local subscribers should move.
+   */
+  deaf(channels: readonly string[]): void;
   /** Another node sent a control command. */
   control(command: ControlCommand): void;
 }

@@ -94,6 +94,13 @@ export interface NodeOptions {
   canaryInterval?: number;
   /** How often stored tops are compared with what was delivered (redis). */
   positionCheckInterval?: number;
+  /**
+   * How long a node may stay deaf to a shard (its subscriber connection
+   * down or silent while its commands work) while other nodes are alive
+   * there, before it drains the clients of that shard's channels so they
+   * move; 0 never does (redis). @default 30000
+   */
+  deafDrainAfter?: number;
   /** How often each Redis connection is PINGed (redis). @default 5000 */
   redisPingInterval?: number;
   /**
@@ -243,6 +250,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "positionCheckInterval",
     kind: "duration",
     description: "stored tops compared with what was delivered (redis)",
+  },
+  {
+    name: "deafDrainAfter",
+    kind: "duration",
+    description: "deafness before a node moves its clients away (0: never)",
   },
   {
     name: "redisPingInterval",
@@ -428,6 +440,7 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   reapInterval: 10_000,
   canaryInterval: 2_000,
   positionCheckInterval: 30_000,
+  deafDrainAfter: 30_000,
   redisPingInterval: 5_000,
   redisTimeout: 5_000,
   allowedOrigins: [],

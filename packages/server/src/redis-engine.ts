@@ -49,6 +49,11 @@ export interface RedisEngineOptions {
   readonly reapInterval: number;
   /** How often a canary goes through the node's own subscription, ms. */
   readonly canaryInterval: number;
+  /**
+   * How long a shard may stay deaf while peers are alive before the node
+   * moves the clients of its channels away; 0 never does.
+   */
+  readonly deafDrainAfter: number;
   /** How often each Redis connection is PINGed, ms. */
   readonly pingInterval: number;
   /** How long a PING may go unanswered before its connection is replaced. */
@@ -188,6 +193,7 @@ export class RedisEngine implements Engine {
       every(options.reapInterval, (shard) => shard.reap()),
       every(options.canaryInterval, (shard) => shard.sing()),
       every(options.pingInterval, (shard) => shard.probe()),
+      every(options.canaryInterval, (shard) => this.checkDeaf(shard)),
       setInterval(
         () => void this.checkPositions(),
         this.options.positionCheckInterval,
@@ -196,6 +202,43 @@ export class RedisEngine implements Engine {
     for (const timer of this.timers) timer.unref();
     await Promise.race([ready, sleep(STARTUP_WAIT_MS)]);
     this.checkHealth();
+  }
+
+  /** Shards whose clients were moved away in their current deafness. */
+  private readonly moved = new Set<RedisShard>();
+
+  /**
+   * Moves the local subscribers of a shard's channels to other nodes once
+   * the shard has been deaf for `deafDrainAfter` while peers are alive:
+   * they hear what this node cannot.
+   */
+  private async checkDeaf(shard: RedisShard): Promise<void> {
+    const { deafDrainAfter } = this.options;
+    if (shard.deafSince === undefined) {
+      this.moved.delete(shard);
+      return;
+    }
+    if (
+      deafDrainAfter === 0 ||
+      this.moved.has(shard) ||
+      Date.now() - shard.deafSince < deafDrainAfter
+    ) {
+      return;
+    }
+    try {
+      if (!(await shard.peersAlive())) return;
+    } catch {
+      return;
+    }
+    this.moved.add(shard);
+    const channels = [...this.states.entries()]
+      .filter(([, state]) => state.shard === shard)
+      .map(([channel]) => channel);
+    this.options.logger.warn(
+      { shard: shard.name, channels: channels.length },
+      "redis shard deaf while peers are alive: moving its clients away",
+    );
+    this.handlers?.deaf(channels);
   }
 
   /** The shard `channel` lives on. */

@@ -91,6 +91,11 @@ export class RedisShard {
   /** Channels where this incarnation has indexed presence here. */
   private readonly presenceChannels = new Set<string>();
   private closed = false;
+  /**
+   * Since when the shard hears nothing while its commands work (a deaf or
+   * unreachable subscriber); undefined while it hears.
+   */
+  deafSince: number | undefined;
   private current: ShardHealth = {
     ready: false,
     reason: "connecting to redis",
@@ -469,10 +474,34 @@ export class RedisShard {
     return this.policyProblem ?? this.setProblem;
   }
 
+  /**
+   * Whether another node incarnation is alive on this shard: then a deaf
+   * node is alone in its trouble and its clients should move.
+   */
+  async peersAlive(): Promise<boolean> {
+    const others = (await this.commands.sMembers(NODES_KEY)).filter(
+      (incarnation) => incarnation !== this.options.incarnation,
+    );
+    for (const incarnation of others) {
+      if ((await this.commands.exists(nodeKeys(incarnation).alive)) === 1) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Updates `health()`, logging each change once. */
   private checkHealth(): void {
     if (this.closed) return;
     const reason = this.unready();
+    const deaf =
+      this.commands.isReady &&
+      !this.silent.has("commands") &&
+      (this.silent.has("subscriber") ||
+        !this.subscriber.isReady ||
+        this.canary.misses >= CANARY_MISSES);
+    if (!deaf) this.deafSince = undefined;
+    else this.deafSince ??= Date.now();
     if (reason === this.current.reason && this.current.ready === !reason) {
       return;
     }

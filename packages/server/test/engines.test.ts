@@ -362,6 +362,45 @@ describe("the redis engine", () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it("moves its clients away when deaf while peers hear", async () => {
+    const proxy = await startProxy(redis.port);
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      canaryInterval: 100,
+      redisPingInterval: 100,
+      redisTimeout: 200,
+      deafDrainAfter: 600,
+      drainWindow: 200,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("deaf");
+    const { client } = await subscribedClient(a.port, name);
+    const idle = await TestClient.connect(a.port);
+    const elsewhere = await subscribedClient(b.port, name);
+    try {
+      // Commands still work, so the node can see its peer is alive.
+      proxy.stall("subscribers");
+      const stalledAt = Date.now();
+      const notice = await client.waitFor((f) => f.type === "reconnect");
+      expect(notice).toMatchObject({ type: "reconnect", reason: "node deaf" });
+      expect(Date.now() - stalledAt).toBeGreaterThanOrEqual(600);
+      expect((await client.closed).code).toBe(1001);
+      expect(idle.closedWith).toBeUndefined();
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        reason: "redis subscriber connection unresponsive",
+      });
+      await b.node.publish(name, "heard elsewhere");
+      await elsewhere.client.waitForMessage(name, "heard elsewhere");
+    } finally {
+      proxy.restore();
+      await a.stop();
+      await proxy.close();
+    }
+  });
+
   it("reaps a killed node's presence with one leave per user", async () => {
     const timers = {
       presenceTtl: 1_000,
