@@ -56,8 +56,13 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
     }
     for (const [id, member] of members) {
       if (!member.readiness.ready) {
-        const { reason, since } = member.readiness;
-        return { ready: false, reason: `worker ${id}: ${reason}`, since };
+        const { reason, shard, since } = member.readiness;
+        return {
+          ready: false,
+          shard,
+          reason: `worker ${id}: ${reason}`,
+          since,
+        };
       }
     }
     return { ready: true };

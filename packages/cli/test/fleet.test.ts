@@ -68,14 +68,21 @@ const PROXY_OPTIONS = {
   failTimeout: 1_000,
 } as const;
 
-let redis: OwnRedis | undefined;
+/** The fleet's Redis, and the two shards of the sharded fleet. */
+let redises: OwnRedis[] = [];
+
+/** Where the nodes of a fleet find Redis: one server, or two shards. */
+const FLEETS: readonly [string, () => string][] = [
+  ["one Redis", () => redises[0]!.url],
+  ["two Redis shards", () => `a=${redises[1]!.url},b=${redises[2]!.url}`],
+];
 
 beforeAll(async () => {
   if (!NGINX) {
     if (NGINX_REQUIRED) throw new Error(`CI=true: ${NO_NGINX}`);
     return;
   }
-  redis = await startRedis();
+  redises = await Promise.all([startRedis(), startRedis(), startRedis()]);
 });
 
 beforeEach((context) => {
@@ -89,7 +96,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await redis?.stop();
+  await Promise.all(redises.map((redis) => redis.stop()));
 });
 
 let unique = 0;
@@ -102,14 +109,18 @@ function channels(name: string, count: number): string[] {
   );
 }
 
-/** Starts `count` node processes, `n0`, `n1`... on the test's Redis. */
+/**
+ * Starts `count` node processes, `n0`, `n1`... on the test's Redis, or
+ * on the Redis `url` names.
+ */
 async function startNodes(
   count: number,
   options: Record<string, number | string> = {},
+  url = redises[0]!.url,
 ): Promise<NodeProcess[]> {
   return Promise.all(
     Array.from({ length: count }, (_, i) =>
-      spawnNode(redis!.url, nodeOptions(i, options)),
+      spawnNode(url, nodeOptions(i, options)),
     ),
   );
 }
@@ -462,9 +473,9 @@ async function closeAll(all: readonly Watcher[]): Promise<void> {
   await Promise.all(all.map((watcher) => watcher.client.close()));
 }
 
-describe("a fleet behind the generated nginx config", () => {
+describe.each(FLEETS)("a fleet on %s behind nginx", (fleet, url) => {
   it("gives 300 clients on 3 nodes every message in one order", async () => {
-    const nodes = await startNodes(3);
+    const nodes = await startNodes(3, {}, url());
     const nginx = await startNginx({
       ...PROXY_OPTIONS,
       nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
@@ -528,7 +539,7 @@ describe("a fleet behind the generated nginx config", () => {
         expect(got).toEqual(expected);
       }
     }
-    report("300 clients", {
+    report(`300 clients, ${fleet}`, {
       perNode,
       messages: 1000,
       deliveries: 300 * perClient,
@@ -545,7 +556,7 @@ describe("a fleet behind the generated nginx config", () => {
   }, 60_000);
 
   it("moves the clients of a node killed by -9 with no gap (C06)", async () => {
-    const nodes = await startNodes(3);
+    const nodes = await startNodes(3, {}, url());
     const nginx = await startNginx({
       ...PROXY_OPTIONS,
       nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
@@ -581,7 +592,7 @@ describe("a fleet behind the generated nginx config", () => {
       nodes.slice(1).map((node) => connectionCount(node.port)),
     );
     expect(survivors.reduce((a, b) => a + b)).toBe(all.length);
-    report("kill -9", {
+    report(`kill -9, ${fleet}`, {
       clients: all.length,
       victims: victims.length,
       published: publisher.count,
@@ -598,7 +609,7 @@ describe("a fleet behind the generated nginx config", () => {
   }, 60_000);
 
   it("delivers once and in order in a rolling restart (C09)", async () => {
-    const nodes = await startNodes(3);
+    const nodes = await startNodes(3, {}, url());
     const nginx = await startNginx({
       ...PROXY_OPTIONS,
       nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
@@ -620,7 +631,7 @@ describe("a fleet behind the generated nginx config", () => {
       expect(status).toBe(0);
       drains.push({ from, to: Date.now() });
       nodes[i] = await within(
-        spawnNode(redis!.url, nodeOptions(i, { port: nodes[i]!.port })),
+        spawnNode(url(), nodeOptions(i, { port: nodes[i]!.port })),
         10_000,
         `n${i} restart`,
       );
@@ -663,7 +674,7 @@ describe("a fleet behind the generated nginx config", () => {
         largestShare: Math.max(...buckets.values()) / mine.length,
       };
     });
-    report("rolling restart", {
+    report(`rolling restart, ${fleet}`, {
       clients: all.length,
       published: publisher.count,
       publishRetries: publisher.retries,
@@ -681,7 +692,9 @@ describe("a fleet behind the generated nginx config", () => {
     }
     await closeAll(all);
   }, 60_000);
+});
 
+describe("a fleet behind the generated nginx config", () => {
   it("keeps idle clients past the proxy read timeout (C15)", async () => {
     // The proxy cuts a socket idle for 3 s; the nodes ping every second.
     // The control fleet pings never: nginx closes its clients at ~3 s.

@@ -47,6 +47,7 @@ export type {
   UnsubscribedPush,
 } from "./messages.js";
 export {
+  CONTROL_TOPIC,
   GENERATION_SCRIPT,
   META_PATTERN,
   NODES_KEY,
@@ -57,6 +58,8 @@ export {
   READ_SCRIPT,
   REDIS_SCHEMA,
   SHARD_KEY,
+  SHARD_SET_KEY,
+  SHARD_SET_SCRIPT,
   channelKeys,
   decodeTopicPayload,
   nodeKeys,

@@ -15,6 +15,11 @@
  *                      lingers, waiting for its session to return
  *   sb:1:shard         hash: gen (generation), run (run id), repl
  *                      (replication id) of the Redis server last seen
+ *   sb:1:shards        the shard set of the fleet using this server, as
+ *                      "<name>=<host:port/db>,..." sorted; with a TTL
+ *   sb:1:control       pub/sub topic of fleet-wide control commands, on
+ *                      the first shard by name: JSON {inc, type, user,
+ *                      reconnect?, channel?}
  *   sb:1:nodes         set of node incarnations that hold presence
  *   sb:1:node:<inc>    liveness key of an incarnation, with a TTL
  *   sb:1:node:<inc>:c  set of channels where it holds presence
@@ -81,6 +86,27 @@ end
 local gen = redis.call("HINCRBY", KEYS[1], "gen", 1)
 redis.call("HSET", KEYS[1], "run", ARGV[1], "repl", ARGV[2])
 return gen
+`;
+
+/** The topic every node listens to for fleet-wide control commands. */
+export const CONTROL_TOPIC = `${PREFIX}control`;
+
+/** Where nodes record the shard set they place channels with. */
+export const SHARD_SET_KEY = `${PREFIX}shards`;
+
+/**
+ * Records the shard set a node places channels with, unless another set
+ * is recorded; refreshes its TTL when it is the same.
+ *
+ * KEYS: shard set
+ * ARGV: the node's shard set fingerprint, TTL ms
+ * Returns the recorded fingerprint: the node's own, or the other one.
+ */
+export const SHARD_SET_SCRIPT = `
+local seen = redis.call("GET", KEYS[1])
+if seen and seen ~= ARGV[1] then return seen end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return ARGV[1]
 `;
 
 /** The set of node incarnations that hold presence entries. */

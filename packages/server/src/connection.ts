@@ -190,6 +190,11 @@ export class Connection implements Subscriber {
     this.ws.terminate();
   }
 
+  /** The channels the connection is subscribed to. */
+  channels(): string[] {
+    return [...this.subscriptions.keys()];
+  }
+
   /** Ends one subscription from the server side. */
   endSubscription(
     channel: string,

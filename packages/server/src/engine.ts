@@ -73,6 +73,22 @@ export interface PresenceList {
   readonly truncated: boolean;
 }
 
+/**
+ * A command of the HTTP API that every node of a fleet applies to its own
+ * connections of the user.
+ */
+export type ControlCommand =
+  | {
+      readonly type: "disconnect";
+      readonly user: string;
+      readonly reconnect: boolean;
+    }
+  | {
+      readonly type: "unsubscribe";
+      readonly user: string;
+      readonly channel: string;
+    };
+
 /** Where an engine delivers what it hears, per channel in offset order. */
 export interface EngineHandlers {
   publication(publication: Publication): void;
@@ -82,12 +98,21 @@ export interface EngineHandlers {
    * subscribers must resubscribe and recover, or learn they cannot.
    */
   insufficient(channel: string): void;
+  /**
+   * This node has been deaf to these channels for `deafDrainAfter` while
+   * other nodes hear them: their local subscribers should move.
+   */
+  deaf(channels: readonly string[]): void;
+  /** Another node sent a control command. */
+  control(command: ControlCommand): void;
 }
 
 /** Whether an engine can serve; when not, why and since when. */
 export interface EngineHealth {
   readonly ready: boolean;
   readonly reason?: string;
+  /** The shard the reason is about, when the engine has shards. */
+  readonly shard?: string;
   /** When the engine entered this state, ms since the epoch. */
   readonly since: number;
 }
@@ -129,4 +154,9 @@ export interface Engine {
   presence(channel: string, max: number): Promise<PresenceList>;
   /** Channels that have subscribers or stored history. */
   channels(): Promise<string[]>;
+  /**
+   * Sends a control command to every other node; the sender applies it
+   * to its own connections itself.
+   */
+  control(command: ControlCommand): Promise<void>;
 }

@@ -325,6 +325,11 @@ async function disconnect(
     throw badRequest("reconnect must be a boolean");
   }
   const disconnected = node.disconnectUser(user, reconnect === true);
+  await node.engine.control({
+    type: "disconnect",
+    user,
+    reconnect: reconnect === true,
+  });
   return JSON.stringify({ disconnected });
 }
 
@@ -335,9 +340,9 @@ async function unsubscribe(
   const { channel } = body;
   const user = requireUser(body);
   if (!isValidChannel(channel)) throw badChannel();
-  return JSON.stringify({
-    unsubscribed: node.unsubscribeUser(user, channel),
-  });
+  const unsubscribed = node.unsubscribeUser(user, channel);
+  await node.engine.control({ type: "unsubscribe", user, channel });
+  return JSON.stringify({ unsubscribed });
 }
 
 async function readiness(
@@ -345,7 +350,7 @@ async function readiness(
   response: ServerResponse,
 ): Promise<void> {
   const { group } = node.options;
-  const { ready, reason, since } = group
+  const { ready, reason, shard, since } = group
     ? await group.readiness()
     : node.readiness();
   if (ready) {
@@ -354,7 +359,7 @@ async function readiness(
     sendJson(
       response,
       503,
-      JSON.stringify({ status: "not_ready", reason, since }),
+      JSON.stringify({ status: "not_ready", shard, reason, since }),
     );
   }
 }

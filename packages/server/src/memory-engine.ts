@@ -122,6 +122,9 @@ export class MemoryEngine implements Engine {
     this.sweeper.unref();
   }
 
+  /** One process: there is no other node to reach. */
+  async control(): Promise<void> {}
+
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     for (const { timer } of this.lingering.values()) clearTimeout(timer);

@@ -134,8 +134,8 @@ export class SwitchboardNode implements NodeContext {
     if (this.state !== "running") {
       return { ready: false, reason: "draining", since: this.drainedAt };
     }
-    const { ready, reason, since } = this.engine.health();
-    return ready ? { ready } : { ready, reason, since };
+    const { ready, reason, shard, since } = this.engine.health();
+    return ready ? { ready } : { ready, shard, reason, since };
   }
 
   /**
@@ -157,6 +157,14 @@ export class SwitchboardNode implements NodeContext {
       presence: (event) =>
         this.hub.announce(event, this.options.joinLeaveMaxMembers),
       insufficient: (channel) => this.insufficient(channel),
+      deaf: (channels) => this.moveAway(channels),
+      control: (command) => {
+        if (command.type === "disconnect") {
+          this.disconnectUser(command.user, command.reconnect === true);
+        } else if (typeof command.channel === "string") {
+          this.unsubscribeUser(command.user, command.channel);
+        }
+      },
     });
     const { heartbeat, pongTimeout } = this.options;
     const tick = Math.min(
@@ -335,6 +343,26 @@ export class SwitchboardNode implements NodeContext {
         "messages were lost; resubscribe to recover",
         true,
       );
+    }
+  }
+
+  /**
+   * Drains the connections subscribed to any of `channels`, as a drain
+   * would: told to reconnect within `drainWindow`, then closed with 1001.
+   */
+  private moveAway(channels: readonly string[]): void {
+    const affected = new Set(channels);
+    const { drainWindow } = this.options;
+    for (const connection of this.connections) {
+      if (!connection.channels().some((c) => affected.has(c))) continue;
+      const after = Math.floor(Math.random() * drainWindow);
+      connection.send(
+        JSON.stringify({ type: "reconnect", after, reason: "node deaf" }),
+      );
+      setTimeout(
+        () => connection.close(CloseCode.GoingAway, "node deaf"),
+        after,
+      ).unref();
     }
   }
 
@@ -583,6 +611,9 @@ function createEngine(options: ResolvedOptions): Engine {
       reapInterval: options.reapInterval,
       canaryInterval: options.canaryInterval,
       positionCheckInterval: options.positionCheckInterval,
+      deafDrainAfter: options.deafDrainAfter,
+      pingInterval: options.redisPingInterval,
+      timeout: options.redisTimeout,
       logger: options.logger,
     });
   }

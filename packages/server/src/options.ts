@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 
 import { ConfigError } from "./errors.js";
 import { silentLogger, type Logger } from "./logger.js";
+import { parseShards } from "./shard-set.js";
 
 /** Options of one namespace: the part of a channel name before `:`. */
 export interface NamespaceOptions {
@@ -30,6 +31,8 @@ export interface NamespaceOptions {
 export interface Readiness {
   readonly ready: boolean;
   readonly reason?: string;
+  /** The Redis shard the reason is about, when it is about one. */
+  readonly shard?: string;
   /** Since when it is not ready, ms since the epoch. */
   readonly since?: number;
 }
@@ -73,7 +76,11 @@ export interface NodeOptions {
    * @default "memory"
    */
   engine?: "memory" | "redis";
-  /** Redis URL of the redis engine. @default "redis://127.0.0.1:6379" */
+  /**
+   * Redis URL of the redis engine, or named shards
+   * (`a=redis://...,b=redis://...`): each channel lives on the shard with
+   * the highest CRC32 of `<name>:<channel>`. @default "redis://127.0.0.1:6379"
+   */
   redisUrl?: string;
   /** How long a channel's position outlives its last publish (redis). */
   historyMetaTtl?: number;
@@ -87,6 +94,21 @@ export interface NodeOptions {
   canaryInterval?: number;
   /** How often stored tops are compared with what was delivered (redis). */
   positionCheckInterval?: number;
+  /**
+   * How long a node may stay deaf to a shard (its subscriber connection
+   * down or silent while its commands work) while other nodes are alive
+   * there, before it drains the clients of that shard's channels so they
+   * move; 0 never does (redis). @default 30000
+   */
+  deafDrainAfter?: number;
+  /** How often each Redis connection is PINGed (redis). @default 5000 */
+  redisPingInterval?: number;
+  /**
+   * How long a PING may go unanswered before the connection is called dead
+   * and replaced: a black-holed link is noticed within `redisPingInterval`
+   * plus this (redis). @default 5000
+   */
+  redisTimeout?: number;
   /** A label for logs and the `connect` result; not an identity. */
   nodeId?: string;
   /** Exact `Origin` values allowed to upgrade; empty allows any. */
@@ -194,7 +216,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     description: "allow open mode on a non-loopback address",
   },
   { name: "engine", kind: "string", description: "engine: memory or redis" },
-  { name: "redisUrl", kind: "string", description: "Redis URL (redis engine)" },
+  {
+    name: "redisUrl",
+    kind: "string",
+    description: "Redis URL, or shards as name=URL,name=URL (redis engine)",
+  },
   {
     name: "historyMetaTtl",
     kind: "duration",
@@ -224,6 +250,21 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "positionCheckInterval",
     kind: "duration",
     description: "stored tops compared with what was delivered (redis)",
+  },
+  {
+    name: "deafDrainAfter",
+    kind: "duration",
+    description: "deafness before a node moves its clients away (0: never)",
+  },
+  {
+    name: "redisPingInterval",
+    kind: "duration",
+    description: "PING of each Redis connection (redis)",
+  },
+  {
+    name: "redisTimeout",
+    kind: "duration",
+    description: "unanswered PING before a Redis connection is replaced",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {
@@ -399,6 +440,9 @@ export const DEFAULTS: Readonly<DefaultedOptions> = {
   reapInterval: 10_000,
   canaryInterval: 2_000,
   positionCheckInterval: 30_000,
+  deafDrainAfter: 30_000,
+  redisPingInterval: 5_000,
+  redisTimeout: 5_000,
   allowedOrigins: [],
   trustProxy: [],
   maxConnectionsPerIp: 0,
@@ -489,6 +533,8 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
     "reapInterval",
     "canaryInterval",
     "positionCheckInterval",
+    "redisPingInterval",
+    "redisTimeout",
   ] as const) {
     if (merged[name] < 1) throw new ConfigError(`${name} must be at least 1`);
   }
@@ -505,6 +551,7 @@ export function resolveOptions(options: NodeOptions = {}): ResolvedOptions {
       `engine must be "memory" or "redis", got "${merged.engine}"`,
     );
   }
+  if (merged.engine === "redis") parseShards(merged.redisUrl);
   if (merged.port > 65_535) {
     throw new ConfigError(`port must be at most 65535, got ${merged.port}`);
   }

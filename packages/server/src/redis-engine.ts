@@ -1,24 +1,19 @@
 import { randomBytes } from "node:crypto";
 
 import {
-  ErrorCode,
-  GENERATION_SCRIPT,
+  CONTROL_TOPIC,
   META_PATTERN,
-  NODES_KEY,
   PRESENCE_ADD_SCRIPT,
-  PRESENCE_REAP_SCRIPT,
   PRESENCE_REMOVE_SCRIPT,
   PUBLISH_SCRIPT,
   READ_SCRIPT,
-  SHARD_KEY,
   channelKeys,
   decodeTopicPayload,
-  nodeKeys,
   type Publisher,
 } from "@switchboard/protocol";
-import { createClient } from "redis";
 
 import type {
+  ControlCommand,
   Engine,
   EngineHandlers,
   EngineHealth,
@@ -31,12 +26,16 @@ import type {
   ReadOutcome,
 } from "./engine.js";
 import type { Logger } from "./logger.js";
-import { RedisScript, type RedisClient } from "./redis-script.js";
-import { RequestError } from "./request-error.js";
+import { RedisScript } from "./redis-script.js";
+import { RedisShard } from "./redis-shard.js";
+import { fingerprint, parseShards, placeShard } from "./shard-set.js";
 
 /** Options of the redis engine. */
 export interface RedisEngineOptions {
-  /** `redis://host:port` of the Redis server. */
+  /**
+   * `redis://host:port` of the Redis server, or named shards:
+   * `a=redis://...,b=redis://...`.
+   */
   readonly url: string;
   /** How long a channel's position outlives its last publish, ms. */
   readonly historyMetaTtl: number;
@@ -50,6 +49,15 @@ export interface RedisEngineOptions {
   readonly reapInterval: number;
   /** How often a canary goes through the node's own subscription, ms. */
   readonly canaryInterval: number;
+  /**
+   * How long a shard may stay deaf while peers are alive before the node
+   * moves the clients of its channels away; 0 never does.
+   */
+  readonly deafDrainAfter: number;
+  /** How often each Redis connection is PINGed, ms. */
+  readonly pingInterval: number;
+  /** How long a PING may go unanswered before its connection is replaced. */
+  readonly timeout: number;
   /** How often each channel's stored top is compared with what the node
    * delivered, ms. */
   readonly positionCheckInterval: number;
@@ -60,13 +68,8 @@ const publishScript = new RedisScript(PUBLISH_SCRIPT);
 const readScript = new RedisScript(READ_SCRIPT);
 const presenceAddScript = new RedisScript(PRESENCE_ADD_SCRIPT);
 const presenceRemoveScript = new RedisScript(PRESENCE_REMOVE_SCRIPT);
-const presenceReapScript = new RedisScript(PRESENCE_REAP_SCRIPT);
-const generationScript = new RedisScript(GENERATION_SCRIPT);
 
 type StreamEntry = [id: string, fields: string[]];
-
-/** Canaries missed in a row before the node calls itself deaf. */
-const CANARY_MISSES = 3;
 
 /** How long `start` waits for Redis before the node starts not ready. */
 const STARTUP_WAIT_MS = 5_000;
@@ -82,6 +85,8 @@ const REPAIR_RETRY_MS = 500;
  * position it last delivered, from which it repairs what pub/sub lost.
  */
 interface ChannelState {
+  /** The shard the channel lives on. */
+  readonly shard: RedisShard;
   /** Local subscribers that asked for the channel. */
   count: number;
   /** Resolves once Redis confirmed the subscription and the position. */
@@ -102,27 +107,16 @@ interface ChannelState {
  * it has local subscribers there.
  */
 export class RedisEngine implements Engine {
-  private readonly commands: RedisClient;
-  private subscriber: RedisClient;
+  /** The shards, sorted by name. */
+  private readonly shards: readonly RedisShard[];
   private readonly states = new Map<string, ChannelState>();
   private handlers: EngineHandlers | undefined;
   /** This process's identity in presence entries; random at each start. */
   private readonly incarnation = randomBytes(9).toString("base64url");
-  /** Channels where this incarnation has announced presence. */
-  private readonly presenceChannels = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
-  /** Why the server's eviction policy makes the node not ready. */
-  private policyProblem: string | undefined;
   /** Removals of lingering presence entries, pending. */
   private readonly lingering = new Set<NodeJS.Timeout>();
-  /**
-   * The shard's generation, first part of every epoch clients see; ""
-   * until known. It advances when the Redis server restarts or fails over.
-   */
-  private generation = "";
-  /** Canaries published, and the last one heard back. */
-  private readonly canary = { sent: 0, heard: 0, misses: 0 };
   private healthy: EngineHealth = {
     ready: false,
     reason: "connecting to redis",
@@ -130,23 +124,52 @@ export class RedisEngine implements Engine {
   };
 
   constructor(private readonly options: RedisEngineOptions) {
-    // Without Redis, requests fail at once with `unavailable` rather than
-    // waiting in a queue the client cannot see.
-    this.commands = createClient({
-      url: options.url,
-      disableOfflineQueue: true,
-    });
-    this.subscriber = this.newSubscriber();
-    this.commands.on("error", (error: Error) =>
-      options.logger.debug({ err: error.message }, "redis commands error"),
+    const addresses = parseShards(options.url);
+    const set = fingerprint(addresses);
+    this.shards = addresses.map(
+      (address) =>
+        new RedisShard({
+          address,
+          fingerprint: set,
+          incarnation: this.incarnation,
+          presenceTtl: options.presenceTtl,
+          pingInterval: options.pingInterval,
+          timeout: options.timeout,
+          logger: options.logger,
+          lost: () => this.repairShard(address.name),
+          changed: () => this.checkHealth(),
+        }),
     );
-    // A restarted or failed-over server shows first as a reconnect.
-    this.commands.on("ready", () => {
-      if (this.generation === "") return;
-      this.checkGeneration().catch((error) =>
-        options.logger.debug({ err: String(error) }, "generation check"),
-      );
-    });
+    this.shards[0]!.keep(CONTROL_TOPIC, (payload) => this.obey(payload));
+  }
+
+  /**
+   * Publishes a control command on the control topic, which every node
+   * listens to on the first shard by name.
+   */
+  async control(command: ControlCommand): Promise<void> {
+    const shard = this.shards[0]!;
+    const payload = JSON.stringify({ inc: this.incarnation, ...command });
+    await shard.guard(() => shard.commands.publish(CONTROL_TOPIC, payload));
+  }
+
+  /** Applies another node's control command; drops what it cannot read. */
+  private obey(payload: string): void {
+    let command: (ControlCommand & { inc?: unknown }) | undefined;
+    try {
+      command = JSON.parse(payload) as ControlCommand & { inc?: unknown };
+    } catch {
+      command = undefined;
+    }
+    if (command?.inc === this.incarnation) return;
+    if (
+      (command?.type !== "disconnect" && command?.type !== "unsubscribe") ||
+      typeof command.user !== "string"
+    ) {
+      this.options.logger.debug({}, "unknown control payload");
+      return;
+    }
+    this.handlers?.control(command);
   }
 
   health(): EngineHealth {
@@ -159,15 +182,18 @@ export class RedisEngine implements Engine {
    */
   async start(handlers: EngineHandlers): Promise<void> {
     this.handlers = handlers;
-    const ready = Promise.all([
-      this.connect(this.commands),
-      this.connect(this.subscriber),
-    ]);
-    const { livenessInterval, reapInterval, canaryInterval } = this.options;
+    const ready = Promise.all(this.shards.map((shard) => shard.connect()));
+    const { options } = this;
+    const every = (ms: number, act: (shard: RedisShard) => unknown) =>
+      setInterval(() => {
+        for (const shard of this.shards) void act(shard);
+      }, ms);
     this.timers = [
-      setInterval(() => void this.beAlive(), livenessInterval),
-      setInterval(() => void this.reap(), reapInterval),
-      setInterval(() => this.sing(), canaryInterval),
+      every(options.livenessInterval, (shard) => shard.beAlive()),
+      every(options.reapInterval, (shard) => shard.reap()),
+      every(options.canaryInterval, (shard) => shard.sing()),
+      every(options.pingInterval, (shard) => shard.probe()),
+      every(options.canaryInterval, (shard) => this.checkDeaf(shard)),
       setInterval(
         () => void this.checkPositions(),
         this.options.positionCheckInterval,
@@ -178,137 +204,88 @@ export class RedisEngine implements Engine {
     this.checkHealth();
   }
 
-  /** A subscriber connection that repairs every channel when it is back. */
-  private newSubscriber(): RedisClient {
-    const subscriber = this.commands.duplicate();
-    subscriber.on("error", (error: Error) =>
-      this.options.logger.debug(
-        { err: error.message },
-        "redis subscriber error",
-      ),
-    );
-    // Pub/sub traffic may have been lost while the link was down: read
-    // every channel's stream from where the node stood.
-    subscriber.on("ready", () => {
-      this.checkHealth();
-      for (const [channel, state] of this.states) {
-        if (state.epoch !== "") void this.repair(channel, state);
-      }
-    });
-    subscriber.on("end", () => this.checkHealth());
-    return subscriber;
-  }
-
-  private async connect(client: RedisClient): Promise<void> {
-    try {
-      await client.connect();
-      if (client === this.subscriber) {
-        await client.subscribe(this.canaryTopic, (payload: string) => {
-          this.canary.heard = Math.max(this.canary.heard, Number(payload));
-        });
-      } else {
-        await this.checkEvictionPolicy();
-        await this.checkGeneration();
-        await this.beAlive();
-      }
-    } catch (error) {
-      this.options.logger.debug({ err: String(error) }, "redis connect");
-    }
-    this.checkHealth();
-  }
-
-  private get canaryTopic(): string {
-    return `${NODES_KEY}:canary:${this.incarnation}`;
-  }
+  /** Shards whose clients were moved away in their current deafness. */
+  private readonly moved = new Set<RedisShard>();
 
   /**
-   * Publishes a canary the node's own subscription must hear before the
-   * next one; after CANARY_MISSES misses the node is deaf: not ready, and
-   * it rebuilds its subscriber connection rather than trust it.
+   * Moves the local subscribers of a shard's channels to other nodes once
+   * the shard has been deaf for `deafDrainAfter` while peers are alive:
+   * they hear what this node cannot.
    */
-  private sing(): void {
-    const { canary } = this;
-    canary.misses = canary.heard < canary.sent ? canary.misses + 1 : 0;
-    this.checkHealth();
-    if (canary.misses >= CANARY_MISSES && this.subscriber.isReady) {
-      void this.rebuildSubscriber();
-    }
-    if (!this.commands.isReady) return;
-    this.checkGeneration().catch((error) =>
-      this.options.logger.debug({ err: String(error) }, "generation check"),
-    );
-    canary.sent += 1;
-    this.commands
-      .publish(this.canaryTopic, String(canary.sent))
-      .catch(() => undefined);
-  }
-
-  /** Replaces the subscriber connection and resubscribes every channel. */
-  private async rebuildSubscriber(): Promise<void> {
-    const deaf = this.subscriber;
-    this.subscriber = this.newSubscriber();
-    this.canary.heard = this.canary.sent;
-    this.canary.misses = 0;
-    deaf.destroy();
-    await this.connect(this.subscriber);
-    for (const [channel, state] of this.states) {
-      await this.subscriber
-        .subscribe(channelKeys(channel).topic, (payload: string) =>
-          this.hear(channel, state, payload),
-        )
-        .catch(() => undefined);
-      void this.repair(channel, state);
-    }
-  }
-
-  /** Why the engine cannot serve now, or undefined when it can. */
-  private unready(): string | undefined {
-    if (!this.commands.isReady) return "redis unreachable";
-    if (this.generation === "") return "redis generation unknown";
-    if (!this.subscriber.isReady) return "redis subscriber unreachable";
-    if (this.canary.misses >= CANARY_MISSES) return "redis subscriber deaf";
-    return this.policyProblem;
-  }
-
-  /**
-   * A Redis that evicts keys under memory pressure would drop positions
-   * and streams silently: the node is not ready unless the policy is
-   * noeviction. Where CONFIG is not allowed, the node cannot tell and
-   * says so once.
-   */
-  private async checkEvictionPolicy(): Promise<void> {
-    let policy: string | undefined;
-    try {
-      const reply = await this.commands.configGet("maxmemory-policy");
-      policy = reply["maxmemory-policy"];
-    } catch (error) {
-      this.options.logger.warn(
-        { err: String(error) },
-        "cannot read maxmemory-policy; make sure it is noeviction",
-      );
+  private async checkDeaf(shard: RedisShard): Promise<void> {
+    const { deafDrainAfter } = this.options;
+    if (shard.deafSince === undefined) {
+      this.moved.delete(shard);
       return;
     }
-    this.policyProblem =
-      policy === undefined || policy === "noeviction"
-        ? undefined
-        : `redis maxmemory-policy is ${policy}, needs noeviction`;
+    if (
+      deafDrainAfter === 0 ||
+      this.moved.has(shard) ||
+      Date.now() - shard.deafSince < deafDrainAfter
+    ) {
+      return;
+    }
+    try {
+      if (!(await shard.peersAlive())) return;
+    } catch {
+      return;
+    }
+    this.moved.add(shard);
+    const channels = [...this.states.entries()]
+      .filter(([, state]) => state.shard === shard)
+      .map(([channel]) => channel);
+    this.options.logger.warn(
+      { shard: shard.name, channels: channels.length },
+      "redis shard deaf while peers are alive: moving its clients away",
+    );
+    this.handlers?.deaf(channels);
   }
 
-  /** Updates `health()`, logging each change once. */
+  /** The shard `channel` lives on. */
+  private shardOf(channel: string): RedisShard {
+    return this.shards.length === 1
+      ? this.shards[0]!
+      : placeShard(this.shards, channel);
+  }
+
+  /** Repairs every channel of a shard whose pub/sub traffic was lost. */
+  private repairShard(name: string): void {
+    for (const [channel, state] of this.states) {
+      if (state.shard.name === name && state.epoch !== "") {
+        void this.repair(channel, state);
+      }
+    }
+  }
+
+  /**
+   * The engine's health: the first shard, by name, that cannot serve, or
+   * ready since the last shard became ready. Logs each change once.
+   */
   private checkHealth(): void {
     if (this.closed) return;
-    const reason = this.unready();
-    if (reason === this.healthy.reason && this.healthy.ready === !reason) {
+    const unready = this.shards.find((shard) => !shard.health().ready);
+    const next: EngineHealth = unready
+      ? { ...unready.health(), shard: unready.name }
+      : {
+          ready: true,
+          since: Math.max(...this.shards.map((s) => s.health().since)),
+        };
+    const previous = this.healthy;
+    if (
+      next.ready === previous.ready &&
+      next.reason === previous.reason &&
+      next.shard === previous.shard
+    ) {
       return;
     }
-    const wasReady = this.healthy.ready;
-    this.healthy = { ready: !reason, reason, since: Date.now() };
-    if (!reason) {
+    this.healthy = next;
+    if (next.ready) {
       this.options.logger.info({}, "redis engine ready");
-    } else if (wasReady) {
-      this.options.logger.warn({ reason }, "redis engine not ready");
-    } else {
-      this.options.logger.debug({ reason }, "redis engine not ready yet");
+    } else if (previous.ready) {
+      this.options.logger.warn(
+        { shard: next.shard, reason: next.reason },
+        "redis engine not ready",
+      );
     }
   }
 
@@ -324,7 +301,7 @@ export class RedisEngine implements Engine {
     this.handlers = undefined;
     for (const state of this.states.values()) clearTimeout(state.linger);
     this.states.clear();
-    await Promise.allSettled([this.commands.close(), this.subscriber.close()]);
+    await Promise.allSettled(this.shards.map((shard) => shard.close()));
   }
 
   async publish(
@@ -333,7 +310,8 @@ export class RedisEngine implements Engine {
     options: PublishOptions,
   ): Promise<PublishOutcome> {
     const keys = channelKeys(channel);
-    const reply = (await this.run(
+    const shard = this.shardOf(channel);
+    const reply = (await shard.run(
       publishScript,
       [keys.meta, keys.stream, keys.idempotency(options.key ?? "")],
       [
@@ -348,7 +326,7 @@ export class RedisEngine implements Engine {
       ],
     )) as [string, number, number];
     return {
-      epoch: this.epochOf(reply[0]),
+      epoch: shard.epochOf(reply[0]),
       offset: reply[1],
       duplicate: reply[2] === 1,
     };
@@ -357,11 +335,12 @@ export class RedisEngine implements Engine {
   async read(channel: string, options: ReadOptions): Promise<ReadOutcome> {
     const keys = channelKeys(channel);
     const { since } = options;
-    const reply = (await this.run(
+    const shard = this.shardOf(channel);
+    const reply = (await shard.run(
       readScript,
       [keys.meta, keys.stream],
       [
-        since ? this.storedEpoch(since.epoch) : "",
+        since ? shard.storedEpoch(since.epoch) : "",
         String(since?.offset ?? 0),
         String(options.limit),
         options.reverse ? "1" : "0",
@@ -370,7 +349,7 @@ export class RedisEngine implements Engine {
       ],
     )) as [string, number, number, StreamEntry[]];
     const [stored, offset, oldest, entries] = reply;
-    const epoch = this.epochOf(stored);
+    const epoch = shard.epochOf(stored);
     return {
       epoch,
       offset,
@@ -390,6 +369,7 @@ export class RedisEngine implements Engine {
       return current.ready;
     }
     const state: ChannelState = {
+      shard: this.shardOf(channel),
       count: 1,
       ready: Promise.resolve(),
       linger: undefined,
@@ -412,8 +392,8 @@ export class RedisEngine implements Engine {
     state.linger = setTimeout(() => {
       if (this.states.get(channel) !== state || state.count > 0) return;
       this.states.delete(channel);
-      this.subscriber
-        .unsubscribe(channelKeys(channel).topic)
+      state.shard
+        .unlisten(channelKeys(channel).topic)
         .catch((error: Error) =>
           this.options.logger.warn(
             { channel, err: error.message },
@@ -426,12 +406,9 @@ export class RedisEngine implements Engine {
 
   async addPresence(entry: PresenceEntry): Promise<void> {
     const keys = channelKeys(entry.channel);
-    if (!this.presenceChannels.has(entry.channel)) {
-      const { channels } = nodeKeys(this.incarnation);
-      await this.guard(() => this.commands.sAdd(channels, entry.channel));
-      this.presenceChannels.add(entry.channel);
-    }
-    await this.run(
+    const shard = this.shardOf(entry.channel);
+    await shard.indexPresence(entry.channel);
+    await shard.run(
       presenceAddScript,
       [keys.presence, keys.users, keys.lingering],
       [
@@ -451,10 +428,11 @@ export class RedisEngine implements Engine {
 
   async removePresence(entry: PresenceEntry, linger: number): Promise<void> {
     const keys = channelKeys(entry.channel);
+    const shard = this.shardOf(entry.channel);
     if (linger > 0) {
       // Marked, so the session's return on any node replaces it silently.
-      await this.guard(() =>
-        this.commands.hSet(keys.lingering, entry.session, entry.client),
+      await shard.guard(() =>
+        shard.commands.hSet(keys.lingering, entry.session, entry.client),
       );
       const timer = setTimeout(() => {
         this.lingering.delete(timer);
@@ -465,7 +443,7 @@ export class RedisEngine implements Engine {
       this.lingering.add(timer);
       return;
     }
-    await this.run(
+    await shard.run(
       presenceRemoveScript,
       [keys.presence, keys.users, keys.lingering],
       [
@@ -480,7 +458,8 @@ export class RedisEngine implements Engine {
 
   async presence(channel: string, max: number): Promise<PresenceList> {
     const key = channelKeys(channel).presence;
-    const entries = await this.guard(() => this.commands.hGetAll(key));
+    const shard = this.shardOf(channel);
+    const entries = await shard.guard(() => shard.commands.hGetAll(key));
     const clients = Object.keys(entries);
     return {
       members: clients.slice(0, max).map((client) => ({
@@ -492,16 +471,18 @@ export class RedisEngine implements Engine {
   }
 
   async channels(): Promise<string[]> {
-    return this.guard(async () => {
-      const channels: string[] = [];
-      for await (const batch of this.commands.scanIterator({
-        MATCH: META_PATTERN,
-        COUNT: 1000,
-      })) {
-        for (const key of batch) channels.push(key.slice(6, -3));
-      }
-      return channels;
-    });
+    const channels = new Set<string>();
+    for (const shard of this.shards) {
+      await shard.guard(async () => {
+        for await (const batch of shard.commands.scanIterator({
+          MATCH: META_PATTERN,
+          COUNT: 1000,
+        })) {
+          for (const key of batch) channels.add(key.slice(6, -3));
+        }
+      });
+    }
+    return [...channels];
   }
 
   /**
@@ -510,9 +491,9 @@ export class RedisEngine implements Engine {
    * pub/sub, is found within one interval.
    */
   private async checkPositions(): Promise<void> {
-    if (!this.commands.isReady) return;
     for (const [channel, state] of this.states) {
       if (state.epoch === "" || state.repairing) continue;
+      if (!state.shard.commands.isReady) continue;
       try {
         const top = await this.read(channel, {
           since: undefined,
@@ -523,114 +504,8 @@ export class RedisEngine implements Engine {
           void this.repair(channel, state);
         }
       } catch {
-        return;
+        continue;
       }
-    }
-  }
-
-  /** The epoch clients see for an epoch stored in Redis. */
-  private epochOf(stored: string): string {
-    if (this.generation === "") {
-      throw new RequestError(ErrorCode.Unavailable, "redis unavailable");
-    }
-    return `${this.generation}.${stored}`;
-  }
-
-  /** The stored part of a client's epoch; "" if of another generation. */
-  private storedEpoch(epoch: string): string {
-    const dot = epoch.indexOf(".");
-    return epoch.slice(0, dot) === this.generation ? epoch.slice(dot + 1) : "";
-  }
-
-  /**
-   * Reads the server's run and replication ids and the shard generation
-   * they belong to. A new generation makes every channel's position
-   * unverifiable: each is repaired, which tells its subscribers.
-   */
-  private async checkGeneration(): Promise<void> {
-    const server = await this.commands.info("server");
-    const replication = await this.commands.info("replication");
-    const run = /run_id:(\w+)/.exec(server)?.[1] ?? "";
-    const repl = /master_replid:(\w+)/.exec(replication)?.[1] ?? "";
-    const generation = String(
-      await generationScript.run(this.commands, [SHARD_KEY], [run, repl]),
-    );
-    if (generation === this.generation) return;
-    const previous = this.generation;
-    this.generation = generation;
-    this.checkHealth();
-    if (previous === "") return;
-    // Redis may have lost the index of this node's presence channels too.
-    this.presenceChannels.clear();
-    this.options.logger.warn(
-      { previous, generation },
-      "redis restarted or failed over: new generation",
-    );
-    for (const [channel, state] of this.states) {
-      if (state.epoch !== "") void this.repair(channel, state);
-    }
-  }
-
-  /** Refreshes this incarnation's liveness key. */
-  private async beAlive(): Promise<void> {
-    const { alive } = nodeKeys(this.incarnation);
-    try {
-      await this.commands
-        .multi()
-        .sAdd(NODES_KEY, this.incarnation)
-        .set(alive, "1", { PX: this.options.presenceTtl })
-        .exec();
-    } catch (error) {
-      this.options.logger.warn(
-        { err: String(error) },
-        "liveness refresh failed",
-      );
-    }
-  }
-
-  /**
-   * Removes the presence of incarnations whose liveness key ran out,
-   * channel by channel, each in one step, so every leave is sent once
-   * whichever node gets there first.
-   */
-  private async reap(): Promise<void> {
-    try {
-      for (const incarnation of await this.commands.sMembers(NODES_KEY)) {
-        if (incarnation === this.incarnation) continue;
-        const node = nodeKeys(incarnation);
-        if ((await this.commands.exists(node.alive)) === 1) continue;
-        for (const channel of await this.commands.sMembers(node.channels)) {
-          const keys = channelKeys(channel);
-          await presenceReapScript.run(
-            this.commands,
-            [keys.presence, keys.users, keys.lingering],
-            [incarnation, keys.topic],
-          );
-        }
-        await this.commands.del(node.channels);
-        await this.commands.sRem(NODES_KEY, incarnation);
-        this.options.logger.info({ incarnation }, "reaped a dead node");
-      }
-    } catch (error) {
-      this.options.logger.warn({ err: String(error) }, "reap failed");
-    }
-  }
-
-  /** Runs a script; a Redis failure becomes `unavailable`. */
-  private run(
-    script: RedisScript,
-    keys: string[],
-    args: string[],
-  ): Promise<unknown> {
-    return this.guard(() => script.run(this.commands, keys, args));
-  }
-
-  private async guard<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      this.options.logger.debug({ err: String(error) }, "redis call failed");
-      throw new RequestError(ErrorCode.Unavailable, "redis unavailable");
     }
   }
 
@@ -639,9 +514,8 @@ export class RedisEngine implements Engine {
    * the position the node starts from; messages heard meanwhile count.
    */
   private async listen(channel: string, state: ChannelState): Promise<void> {
-    await this.subscriber.subscribe(
-      channelKeys(channel).topic,
-      (payload: string) => this.hear(channel, state, payload),
+    await state.shard.listen(channelKeys(channel).topic, (payload: string) =>
+      this.hear(channel, state, payload),
     );
     const position = await this.read(channel, {
       since: undefined,
@@ -663,7 +537,8 @@ export class RedisEngine implements Engine {
       this.options.logger.debug({ channel }, "unknown topic payload");
       return;
     }
-    if (this.generation === "") return;
+    const { shard } = state;
+    if (shard.generation === "") return;
     if (decoded.kind !== "message") {
       this.handlers?.presence({
         type: decoded.kind,
@@ -676,7 +551,7 @@ export class RedisEngine implements Engine {
     }
     this.accept(channel, state, {
       channel,
-      epoch: this.epochOf(decoded.epoch),
+      epoch: shard.epochOf(decoded.epoch),
       offset: decoded.offset,
       data: decoded.data,
       publisher: decoded.publisher

@@ -33,13 +33,22 @@ interface Fleet {
   readonly nodes: readonly StartedNode[];
 }
 
-const ENGINES: readonly [string, (redis: OwnRedis) => NodeOptions, number][] = [
+const ENGINES: readonly [string, () => NodeOptions, number][] = [
   ["memory", () => ({ engine: "memory" }), 1],
   [
     "redis",
-    (redis) => ({
+    () => ({
       engine: "redis",
       redisUrl: redis.url,
+      unsubscribeLinger: 50,
+    }),
+    2,
+  ],
+  [
+    "redis on two shards",
+    () => ({
+      engine: "redis",
+      redisUrl: `a=${shardA.url},b=${shardB.url}`,
       unsubscribeLinger: 50,
     }),
     2,
@@ -47,15 +56,25 @@ const ENGINES: readonly [string, (redis: OwnRedis) => NodeOptions, number][] = [
 ];
 
 let redis: OwnRedis;
+/**
+ * The shards of the sharded fleet: Redis servers of their own, since a
+ * server is used by one shard set at a time.
+ */
+let shardA: OwnRedis;
+let shardB: OwnRedis;
 
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, shardA, shardB] = await Promise.all([
+    startRedis(),
+    startRedis(),
+    startRedis(),
+  ]);
 });
 
 afterAll(async () => {
   killNodes();
   await stopAll();
-  await redis.stop();
+  await Promise.all([redis.stop(), shardA.stop(), shardB.stop()]);
 });
 
 let unique = 0;
@@ -71,7 +90,7 @@ describe.each(ENGINES)("the %s engine", (_name, options, size) => {
   beforeAll(async () => {
     const nodes: StartedNode[] = [];
     for (let i = 0; i < size; i++) {
-      nodes.push(await startNode({ ...options(redis), nodeId: `n${i}` }));
+      nodes.push(await startNode({ ...options(), nodeId: `n${i}` }));
     }
     fleet = { nodes, ports: nodes.map((n) => n.port) };
   });
@@ -248,6 +267,135 @@ describe("the redis engine", () => {
       await client.waitForCount(isMessage(name), 2);
       expect(client.messages(name).map((m) => m.offset)).toEqual([1, 2]);
     } finally {
+      await a.stop();
+      await proxy.close();
+    }
+  });
+
+  it("notices a black-holed link, reconnects and repairs (C02)", async () => {
+    const proxy = await startProxy(redis.port);
+    const timers = { redisPingInterval: 100, redisTimeout: 200 };
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      canaryInterval: 100,
+      ...timers,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("black-hole");
+    const { client } = await subscribedClient(a.port, name);
+    try {
+      // No FIN, no RST: only unanswered PINGs tell. The command
+      // connection is checked first, and the reason names it.
+      proxy.stall();
+      const stalledAt = Date.now();
+      await b.node.publish(name, "during");
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 503,
+      );
+      const noticedMs = Date.now() - stalledAt;
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        shard: "default",
+        reason: "redis commands connection unresponsive",
+      });
+      // PING interval plus timeout, with room for a loaded machine.
+      expect(noticedMs).toBeLessThan(3 * (100 + 200) + 500);
+      await sleep(500);
+
+      proxy.restore();
+      await waitUntil(
+        async () => (await http(a.port, "GET", "/readyz")).status === 200,
+      );
+      for (let i = 1; i <= 5; i++) await b.node.publish(name, i);
+      await client.waitForCount(isMessage(name), 6);
+      expect(client.messages(name).map((m) => m.data)).toEqual([
+        "during",
+        1,
+        2,
+        3,
+        4,
+        5,
+      ]);
+      expect(client.messages(name).map((m) => m.offset)).toEqual([
+        1, 2, 3, 4, 5, 6,
+      ]);
+    } finally {
+      await a.stop();
+      await proxy.close();
+    }
+  });
+
+  it("disconnects and unsubscribes a user on every node", async () => {
+    const [a, b] = await Promise.all([
+      startNode({ engine: "redis", redisUrl: redis.url }),
+      startNode({ engine: "redis", redisUrl: redis.url }),
+    ]);
+    const name = channel("control");
+    const onB = await subscribedClient(b.port, name, { session: "far" });
+    const other = await subscribedClient(b.port, name, { session: "other" });
+    const onA = await subscribedClient(a.port, name, { session: "near" });
+
+    const ended = await http(a.port, "POST", "/api/unsubscribe", {
+      body: { user: anonUser("far"), channel: name },
+    });
+    expect(ended).toMatchObject({ status: 200, json: { unsubscribed: 0 } });
+    expect(await onB.client.waitFor((f) => f.type === "unsubscribed")).toEqual({
+      type: "unsubscribed",
+      channel: name,
+      code: "server",
+      reason: "unsubscribed by the server",
+      resubscribe: false,
+    });
+
+    const closed = await http(a.port, "POST", "/api/disconnect", {
+      body: { user: anonUser("far"), reconnect: true },
+    });
+    expect(closed).toMatchObject({ status: 200, json: { disconnected: 0 } });
+    expect((await onB.client.closed).code).toBe(4009);
+    // Nobody else is touched, on either node.
+    await a.node.publish(name, "still here");
+    await other.client.waitForMessage(name, "still here");
+    await onA.client.waitForMessage(name, "still here");
+    expect(other.client.pushes.map((f) => f.type)).toEqual(["message"]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it("moves its clients away when deaf while peers hear", async () => {
+    const proxy = await startProxy(redis.port);
+    const a = await startNode({
+      engine: "redis",
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      canaryInterval: 100,
+      redisPingInterval: 100,
+      redisTimeout: 200,
+      deafDrainAfter: 600,
+      drainWindow: 200,
+    });
+    const b = await startNode({ engine: "redis", redisUrl: redis.url });
+    const name = channel("deaf");
+    const { client } = await subscribedClient(a.port, name);
+    const idle = await TestClient.connect(a.port);
+    const elsewhere = await subscribedClient(b.port, name);
+    try {
+      // Commands still work, so the node can see its peer is alive.
+      proxy.stall("subscribers");
+      const stalledAt = Date.now();
+      const notice = await client.waitFor((f) => f.type === "reconnect");
+      expect(notice).toMatchObject({ type: "reconnect", reason: "node deaf" });
+      expect(Date.now() - stalledAt).toBeGreaterThanOrEqual(600);
+      expect((await client.closed).code).toBe(1001);
+      expect(idle.closedWith).toBeUndefined();
+      const readyz = await http(a.port, "GET", "/readyz");
+      expect(readyz.json).toMatchObject({
+        status: "not_ready",
+        reason: "redis subscriber connection unresponsive",
+      });
+      await b.node.publish(name, "heard elsewhere");
+      await elsewhere.client.waitForMessage(name, "heard elsewhere");
+    } finally {
+      proxy.restore();
       await a.stop();
       await proxy.close();
     }
