@@ -33,7 +33,7 @@ import type { LocalSubscription, Subscriber } from "./channel-hub.js";
 import type { PresenceEntry, ReadOutcome } from "./engine.js";
 import type { NodeContext } from "./node-context.js";
 import { namespaceOptions, type ResolvedNamespace } from "./options.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, type OutboxOwner } from "./outbox.js";
 import { RateLimiter } from "./rate-limit.js";
 import { RequestError } from "./request-error.js";
 import { recover } from "./recovery.js";
@@ -74,7 +74,7 @@ interface Subscription extends LocalSubscription {
 }
 
 /** One client's WebSocket: its identity, requests and subscriptions. */
-export class Connection implements Subscriber {
+export class Connection implements Subscriber, OutboxOwner {
   /** Server-chosen id, shown to others as `client`. */
   readonly id = randomBytes(9).toString("base64url");
   identity: Identity = ANONYMOUS;
@@ -91,7 +91,8 @@ export class Connection implements Subscriber {
   private queued: Request[] = [];
   private inFlight = 0;
   private readonly subscriptions = new Map<string, Subscription>();
-  private readonly limiter: RateLimiter;
+  /** Made at the first publish: most connections only listen. */
+  private limiter: RateLimiter | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   /**
@@ -108,16 +109,7 @@ export class Connection implements Subscriber {
     readonly address: string,
   ) {
     const { options } = node;
-    this.outbox = new Outbox(socket, node.flusher, {
-      limit: options.outboundBufferLimit,
-      open: () => ws.readyState === WebSocket.OPEN,
-      overflow: () => this.slowConsumer(),
-    });
-    this.limiter = new RateLimiter(
-      options.publishRate,
-      options.publishBurst,
-      options.rateViolationWindow,
-    );
+    this.outbox = new Outbox(socket, node.flusher, this);
     this.connectTimer = setTimeout(
       () => this.close(CloseCode.ConnectTimeout, "no connect in time"),
       options.connectTimeout,
@@ -178,8 +170,18 @@ export class Connection implements Subscriber {
     setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
+  /** The outbound buffer limit, for the outbox. */
+  get outboundLimit(): number {
+    return this.node.options.outboundBufferLimit;
+  }
+
+  /** Whether data frames may go out: not after a close frame. */
+  canWrite(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
   /** Closes a client that does not read what it is sent. */
-  private slowConsumer(): void {
+  overflowed(): void {
     if (this.phase === "closing") return;
     this.node.metrics.slowConsumers.inc();
     this.close(CloseCode.SlowConsumer, "slow consumer");
@@ -373,6 +375,7 @@ export class Connection implements Subscriber {
     this.session = request.session ?? randomBytes(12).toString("base64url");
     this.user = userKey(this.identity, this.session);
     clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
     this.phase = "connected";
     this.armExpiry();
 
@@ -585,9 +588,15 @@ export class Connection implements Subscriber {
   }
 
   private checkRate(): void {
+    const { options } = this.node;
+    this.limiter ??= new RateLimiter(
+      options.publishRate,
+      options.publishBurst,
+      options.rateViolationWindow,
+    );
     const retryAfter = this.limiter.take(Date.now());
     if (retryAfter === 0) return;
-    if (this.limiter.recentRefusals > this.node.options.rateViolations) {
+    if (this.limiter.recentRefusals > options.rateViolations) {
       // After this turn, so replies to requests in flight still go out.
       setImmediate(() =>
         this.close(CloseCode.RateLimited, "publish rate exceeded"),

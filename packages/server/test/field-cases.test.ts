@@ -439,7 +439,7 @@ describe("C13: compression and a mass disconnect", () => {
     for (const bytes of live) {
       expect(Math.abs(bytes / baseline - 1)).toBeLessThan(0.2);
     }
-  });
+  }, 60_000);
 });
 
 describe("C22: token expiry while connected", () => {
