@@ -61,10 +61,14 @@ export function Room({ room, rooms, user }: RoomProps) {
     setPending((list) => list.filter((item) => !ids.has(item.id)));
   }, []);
 
-  const status = useChannel(channel, (message) => add([message]));
+  const typing = useTyping(room, user, state);
+  const status = useChannel(channel, (message) => {
+    add([message]);
+    // A message ends its author's typing.
+    if (message.publisher?.user) typing.stop(message.publisher.user);
+  });
   const members = usePresence(channel);
   const publish = usePublish(channel);
-  const typing = useTyping(room, user, state);
   const people = [...new Set(members.map((member) => member.user))].sort();
 
   // History is read once the subscription is live, so nothing published
@@ -233,5 +237,14 @@ function useTyping(room: string, user: string, state: ConnectionState) {
     publish(true).catch(() => undefined);
   }, [publish, state]);
 
-  return { names, signal };
+  const stop = useCallback((who: string) => {
+    setUntil((map) => {
+      if (!(who in map)) return map;
+      const rest = { ...map };
+      delete rest[who];
+      return rest;
+    });
+  }, []);
+
+  return { names, signal, stop };
 }
