@@ -74,16 +74,18 @@ export async function createNextServer(
     );
   }
 
+  // Next.js adds its own upgrade listener, which takes every path, to the
+  // server named by `httpServer` (or, without it, to the first request's
+  // server). This stand-in receives it instead: the helper stays the only
+  // listener on the real server and hands Next.js its hot-reload upgrades.
+  const nextUpgrades = new EventEmitter();
   const app = next({
     dev: options.dev ?? false,
     dir: options.dir ?? process.cwd(),
     hostname,
     port: options.port ?? 3000,
     quiet: options.quiet ?? false,
-    // Next.js adds its own upgrade listener, which takes every path, to
-    // the server it is given (or finds on the first request's socket).
-    // A stand-in receives it; the helper stays the only listener.
-    httpServer: new EventEmitter() as unknown as Server,
+    httpServer: nextUpgrades as unknown as Server,
   });
   await app.prepare();
   await node.start();
@@ -92,7 +94,10 @@ export async function createNextServer(
   attachSwitchboard(server, {
     node,
     handle: app.getRequestHandler(),
-    upgrade: app.getUpgradeHandler(),
+    // Next.js listens from its first request on; until then it has no
+    // upgrade path, and `false` makes the helper answer 404.
+    upgrade: (request, socket, head) =>
+      nextUpgrades.emit("upgrade", request, socket, head),
     api: options.api,
     nextUpgradePrefixes: options.nextUpgradePrefixes,
   });

@@ -13,10 +13,16 @@ export interface AttachOptions {
   /** Next.js's request handler, `app.getRequestHandler()`. */
   handle: (request: IncomingMessage, response: ServerResponse) => unknown;
   /**
-   * Next.js's upgrade handler, `app.getUpgradeHandler()`; without it,
-   * upgrades that are not the node's get 404.
+   * Takes the upgrades of `nextUpgradePrefixes` for Next.js; returns
+   * `false` when it did not take one, which then gets 404. Without it,
+   * every upgrade that is not the node's gets 404. `createNextServer`
+   * passes the one Next.js's development server needs.
    */
-  upgrade?: (request: IncomingMessage, socket: Duplex, head: Buffer) => unknown;
+  upgrade?: (
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ) => boolean | Promise<unknown>;
   /**
    * Serve the node's HTTP API (`/api/*`) and `/healthz`, `/readyz`,
    * `/metrics` before Next.js: app routes under `/api/` are then hidden.
@@ -52,10 +58,12 @@ export function attachSwitchboard(server: Server, options: AttachOptions) {
     if (node.handleUpgrade(request, socket, head)) return;
     const path = (request.url ?? "/").split("?", 1)[0]!;
     if (upgrade && prefixes.some((prefix) => path.startsWith(prefix))) {
-      void Promise.resolve(upgrade(request, socket, head)).catch(() =>
-        socket.destroy(),
-      );
-      return;
+      const taken = upgrade(request, socket, head);
+      if (taken instanceof Promise) {
+        taken.catch(() => socket.destroy());
+        return;
+      }
+      if (taken) return;
     }
     notFound(socket);
   });
