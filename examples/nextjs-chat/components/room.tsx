@@ -96,6 +96,7 @@ export function Room({ room, rooms, user }: RoomProps) {
     if (!text) return;
     const id = crypto.randomUUID();
     setDraft("");
+    typing.reset();
     setPending((list) => [...list, { id, text, failed: false }]);
     // While offline the client keeps the publish and sends it on
     // reconnect, under an idempotency key, so it lands once.
@@ -246,5 +247,10 @@ function useTyping(room: string, user: string, state: ConnectionState) {
     });
   }, []);
 
-  return { names, signal, stop };
+  // After a send, the next keystroke says "typing" again at once.
+  const reset = useCallback(() => {
+    last.current = 0;
+  }, []);
+
+  return { names, signal, stop, reset };
 }

@@ -143,6 +143,8 @@ export async function signedIn(
   const context = await browser.newContext({
     viewport: options.viewport ?? { width: 1000, height: 700 },
   });
+  // Shorter than a test's own timeout, so a failure names its step.
+  context.setDefaultTimeout(10_000);
   await context.addCookies([{ name: "chat_user", value: user, url: app.base }]);
   return context;
 }

@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { createNode } from "@switchboard/server";
+import { SwitchboardApi } from "@switchboard/server-sdk";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -77,12 +79,12 @@ export function productionTests(): void {
 
         expect(await messageTexts(b)).toEqual(["hello from alice", "hi alice"]);
         expect(await messageTexts(a)).toEqual(["hello from alice", "hi alice"]);
-        await a.getByLabel("Message").pressSequentially("typing");
+        await a.getByLabel("Message").pressSequentially("on my way");
         await b
           .getByTestId("typing")
           .filter({ hasText: "alice is typing" })
           .waitFor();
-        await a.screenshot({ path: join(SCREENSHOTS, "nextjs-chat.png") });
+        await b.screenshot({ path: join(SCREENSHOTS, "nextjs-chat.png") });
         await b.setViewportSize({ width: 390, height: 740 });
         await b.screenshot({
           path: join(SCREENSHOTS, "nextjs-chat-phone.png"),
@@ -249,6 +251,47 @@ export function productionTests(): void {
         expect(wire.frames("subscribe", "chat:refresh")).toHaveLength(1);
       } finally {
         await alice.close();
+      }
+    });
+
+    it("talks to a separate fleet named by SWITCHBOARD_URL", async () => {
+      const secret = "fleet-secret-for-the-test-of-the-separate-mode";
+      const fleet = createNode({ port: 0, tokenSecret: secret, apiKey: "k" });
+      const { port } = await fleet.listen();
+      const alone = await startApp({
+        env: {
+          SWITCHBOARD_URL: `ws://127.0.0.1:${port}/ws`,
+          SWITCHBOARD_API_URL: `http://127.0.0.1:${port}`,
+          SWITCHBOARD_API_KEY: "k",
+          SWITCHBOARD_TOKEN_SECRET: secret,
+        },
+      });
+      const dana = await signedIn(browser, alone, "dana");
+      try {
+        const page = await dana.newPage();
+        await openRoom(page, alone, "fleet");
+        expect(fleet.connectionCount).toBe(1);
+        await send(page, "via the fleet");
+        await page.getByText("via the fleet").waitFor();
+        const notice = await page.request.post(`${alone.base}/announce`, {
+          data: { room: "fleet", text: "from the route handler" },
+        });
+        expect(notice.status()).toBe(200);
+        await page.getByText("from the route handler").waitFor();
+        const api = new SwitchboardApi({
+          url: `http://127.0.0.1:${port}`,
+          apiKey: "k",
+        });
+        const history = await api.history("chat:fleet", { limit: 10 });
+        expect(history.publications.map((p) => p.data)).toMatchObject([
+          { text: "via the fleet" },
+          { text: "from the route handler", notice: true, by: "dana" },
+        ]);
+        expect(await memberNames(page)).toEqual(["dana"]);
+      } finally {
+        await dana.close();
+        await alone.stop();
+        await fleet.close();
       }
     });
 
