@@ -212,7 +212,7 @@ export function productionTests(): void {
       }
     });
 
-    it("shows what a route handler publishes through the server SDK", async () => {
+    it("shows what an edge route handler publishes through the server SDK", async () => {
       const alice = await signedIn(browser, app, "alice");
       try {
         const a = await alice.newPage();

@@ -2,6 +2,10 @@ import { SwitchboardApi } from "@switchboard/server-sdk";
 
 import { ROOM_PATTERN, currentUser, required } from "../../lib/config";
 
+// The server SDK needs only fetch and Web Crypto: this route runs on the
+// edge runtime as well as on Node.
+export const runtime = "edge";
+
 /**
  * Publishes a notice into a room from the server, through the node's
  * HTTP API: what a webhook or a background job would do.
