@@ -87,6 +87,8 @@ export class ClientHub {
     this.starts += 1;
     clearTimeout(this.stopTimer);
     this.stopTimer = undefined;
+    // A client that stops for good also emits the error on its `error`
+    // event and turns `closed`, which useConnectionState shows.
     void this.ensure()
       .connect()
       .catch(() => undefined);
