@@ -65,11 +65,23 @@ export function developmentTests(): void {
     beforeAll(async () => {
       app = await startApp({ dev: true });
       browser = await launchBrowser();
-      // The first request compiles the pages; later ones are quick.
+      // The first request of each page or route compiles it; later ones
+      // are quick. Every one the tests use is compiled here.
       const warm = await signedIn(browser, app, "warm");
-      await openRoom(await warm.newPage(), app, "warm");
+      const page = await warm.newPage();
+      await openRoom(page, app, "warm", 150_000);
+      const notice = await page.request.post(`${app.base}/announce`, {
+        data: { room: "warm", text: "warm" },
+        timeout: 150_000,
+      });
+      expect(notice.status()).toBe(200);
+      await page.goto(`${app.base}/`, { timeout: 150_000 });
       await warm.close();
-      await waitUntil(async () => (await app.connections()) === 0, 5_000, "");
+      await waitUntil(
+        async () => (await app.connections()) === 0,
+        5_000,
+        "the warm-up page's connection closed",
+      );
     }, 180_000);
 
     afterAll(async () => {

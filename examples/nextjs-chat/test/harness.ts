@@ -198,13 +198,21 @@ export async function send(page: Page, text: string): Promise<void> {
   await page.getByRole("button", { name: "Send" }).click();
 }
 
-/** Opens a room and waits for the live badge. */
-export async function openRoom(page: Page, app: App, room: string) {
-  await page.goto(`${app.base}/room/${room}`);
+/**
+ * Opens a room and waits for the live badge; `timeoutMs` covers the first
+ * compile of a page under `next dev`.
+ */
+export async function openRoom(
+  page: Page,
+  app: App,
+  room: string,
+  timeoutMs = 15_000,
+) {
+  await page.goto(`${app.base}/room/${room}`, { timeout: timeoutMs });
   await page
     .getByTestId("connection")
     .filter({ hasText: "Live" })
-    .waitFor({ timeout: 15_000 });
+    .waitFor({ timeout: timeoutMs });
 }
 
 /** Replaces `from` with `to` in a file; resolves with the restorer. */
