@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 
-import type { SwitchboardNode } from "@switchboard/server";
+import { ConfigError, type SwitchboardNode } from "@switchboard/server";
 
 /** Upgrade paths handed to Next.js: its development hot-reload socket. */
 export const DEFAULT_NEXT_UPGRADE_PREFIXES: readonly string[] = ["/_next/"];
@@ -41,14 +41,14 @@ export interface AttachOptions {
  * `upgrade` listener, it gives the node's path to the node, the prefixes
  * of `nextUpgradePrefixes` to Next.js, and answers 404 to the rest, so no
  * socket ever reaches two handlers. Every request goes to Next.js, after
- * the node's HTTP API when `api` is set. Adds listeners only; throws if
- * the server already has an `upgrade` listener.
+ * the node's HTTP API when `api` is set. Adds listeners only; throws a
+ * `ConfigError` if the server already has an `upgrade` listener.
  */
 export function attachSwitchboard(server: Server, options: AttachOptions) {
   const { node, handle, upgrade, api = false } = options;
   const prefixes = options.nextUpgradePrefixes ?? DEFAULT_NEXT_UPGRADE_PREFIXES;
   if (server.listenerCount("upgrade") > 0) {
-    throw new Error(
+    throw new ConfigError(
       "the server already has an upgrade listener: attachSwitchboard " +
         "must be the only one",
     );

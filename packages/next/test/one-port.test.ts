@@ -2,7 +2,11 @@ import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { SwitchboardClient } from "@switchboard/client";
-import { createNode, type SwitchboardNode } from "@switchboard/server";
+import {
+  ConfigError,
+  createNode,
+  type SwitchboardNode,
+} from "@switchboard/server";
 import { WebSocket, WebSocketServer } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -124,6 +128,6 @@ describe("attachSwitchboard", () => {
         node: createNode(),
         handle: () => undefined,
       }),
-    ).toThrow("the server already has an upgrade listener");
+    ).toThrow(ConfigError);
   });
 });

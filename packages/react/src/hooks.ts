@@ -17,6 +17,7 @@ import {
   useSyncExternalStore,
 } from "react";
 
+import { MissingProviderError } from "./errors.js";
 import type { ChannelStatus, ClientHub } from "./hub.js";
 import { HubContext } from "./provider.js";
 
@@ -26,7 +27,7 @@ const NO_MEMBERS: readonly PresenceMember[] = [];
 function useHub(name: string): ClientHub {
   const hub = useContext(HubContext);
   if (!hub) {
-    throw new Error(`${name} must be used inside a <SwitchboardProvider>`);
+    throw new MissingProviderError(name);
   }
   return hub;
 }

@@ -10,6 +10,7 @@ export {
   useSwitchboard,
 } from "./hooks.js";
 export type { ChannelStatus, TokenSource } from "./hub.js";
+export { MissingProviderError } from "./errors.js";
 export type {
   ConnectionState,
   Json,

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { ClientHub } from "../src/hub.js";
 import {
+  MissingProviderError,
   SwitchboardProvider,
   useChannel,
   useConnectionState,
@@ -71,7 +72,9 @@ describe("server rendering", () => {
   });
 
   it("throws a clear error outside a provider", () => {
-    expect(() => renderToString(createElement(Room))).toThrow(
+    const render = () => renderToString(createElement(Room));
+    expect(render).toThrow(MissingProviderError);
+    expect(render).toThrow(
       "useChannel must be used inside a <SwitchboardProvider>",
     );
   });

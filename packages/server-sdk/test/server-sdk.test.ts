@@ -301,6 +301,28 @@ describe("RedisPublisher", () => {
     }
   });
 
+  it("keeps a namespace's history settings", async () => {
+    const node = await start({
+      engine: "redis",
+      redisUrl: redis.url,
+      namespaces: { typing: { historySize: 0 } },
+    });
+    const { messages, client } = await listen(node.url, "typing:t");
+    const publisher = new RedisPublisher({
+      url: redis.url,
+      namespaces: { typing: { historySize: 0 } },
+    });
+    try {
+      await publisher.publish("typing:t", "now");
+      await until(() => messages.length === 1, "the live message");
+      const history = await client.history("typing:t", { limit: 10 });
+      expect(history.offset).toBe(1);
+      expect(history.publications).toEqual([]);
+    } finally {
+      await publisher.close();
+    }
+  });
+
   it("reports an unreachable Redis as a NetworkError", async () => {
     const publisher = new RedisPublisher({ url: "redis://127.0.0.1:1" });
     try {
