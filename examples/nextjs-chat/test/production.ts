@@ -159,6 +159,39 @@ export function productionTests(): void {
       }
     });
 
+    it("serves several tabs of one user, listed once", async () => {
+      const alice = await signedIn(browser, app, "alice");
+      const bob = await signedIn(browser, app, "bob");
+      try {
+        const tabs = [await alice.newPage(), await alice.newPage()];
+        const b = await bob.newPage();
+        for (const page of [...tabs, b]) await openRoom(page, app, "tabs");
+        await waitUntil(
+          async () => (await memberNames(b)).join() === "alice,bob",
+          5_000,
+          "alice listed once",
+        );
+
+        await send(tabs[0]!, "from the first tab");
+        await b.getByText("from the first tab").waitFor();
+        await send(b, "to both tabs");
+        for (const page of [...tabs, b]) {
+          await page.getByText("to both tabs").waitFor();
+          await page.getByText("from the first tab").waitFor();
+          expect(await messageTexts(page)).toEqual([
+            "from the first tab",
+            "to both tabs",
+          ]);
+        }
+        await tabs[0]!.close();
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        expect(await memberNames(b)).toEqual(["alice", "bob"]);
+      } finally {
+        await alice.close();
+        await bob.close();
+      }
+    });
+
     it("drops a member within seconds of its page closing", async () => {
       const alice = await signedIn(browser, app, "alice");
       const bob = await signedIn(browser, app, "bob");
