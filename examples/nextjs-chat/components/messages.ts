@@ -1,0 +1,52 @@
+import type { Message } from "@switchboard/client";
+
+/** A chat line as the room shows it. */
+export interface ChatLine {
+  readonly key: string;
+  readonly epoch: string;
+  readonly offset: number;
+  readonly text: string;
+  readonly author: string;
+  readonly notice: boolean;
+  /** The sender's id for its own pending copy. */
+  readonly id: string | undefined;
+}
+
+/** A message's chat line, or undefined for data of another shape. */
+export function toLine(message: Message): ChatLine | undefined {
+  const data = message.data as Record<string, unknown> | null;
+  if (typeof data !== "object" || data === null) return undefined;
+  if (typeof data.text !== "string") return undefined;
+  const notice = data.notice === true;
+  return {
+    key: `${message.epoch}:${message.offset}`,
+    epoch: message.epoch,
+    offset: message.offset,
+    text: data.text,
+    author: notice
+      ? String(data.by ?? "server")
+      : (message.publisher?.user ?? "someone"),
+    notice,
+    id: typeof data.id === "string" ? data.id : undefined,
+  };
+}
+
+/**
+ * Adds lines to a list kept in channel order, once each: live messages and
+ * a history read can overlap, and either may come first.
+ */
+export function mergeLines(
+  list: readonly ChatLine[],
+  added: readonly ChatLine[],
+): ChatLine[] {
+  const byKey = new Map(list.map((line) => [line.key, line]));
+  for (const line of added) byKey.set(line.key, line);
+  const epochs: string[] = [];
+  for (const line of byKey.values()) {
+    if (!epochs.includes(line.epoch)) epochs.push(line.epoch);
+  }
+  return [...byKey.values()].sort(
+    (a, b) =>
+      epochs.indexOf(a.epoch) - epochs.indexOf(b.epoch) || a.offset - b.offset,
+  );
+}

@@ -1,0 +1,6 @@
+/** @type {import("next").NextConfig} */
+const config = {
+  reactStrictMode: true,
+};
+
+export default config;

@@ -1,0 +1,133 @@
+import { createServer, request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+import { SwitchboardClient } from "@switchboard/client";
+import {
+  ConfigError,
+  createNode,
+  type SwitchboardNode,
+} from "@switchboard/server";
+import { WebSocket, WebSocketServer } from "ws";
+import { afterEach, describe, expect, it } from "vitest";
+
+import { attachSwitchboard } from "../src/index.js";
+
+const opened: { node: SwitchboardNode; server: Server }[] = [];
+
+afterEach(async () => {
+  for (const { node, server } of opened.splice(0)) {
+    await node.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+/** A node and a stand-in Next.js (pages and a hot-reload socket). */
+async function serve(options: { api?: boolean; taken?: boolean } = {}) {
+  const node = createNode({ port: 0 });
+  const server = createServer();
+  const hotReload = new WebSocketServer({ noServer: true });
+  const nextUpgrades: string[] = [];
+  attachSwitchboard(server, {
+    node,
+    api: options.api,
+    handle: (req, res) => res.end(`next ${req.url}`),
+    upgrade: (req, socket, head) => {
+      nextUpgrades.push(req.url!);
+      if (options.taken === false) return false;
+      hotReload.handleUpgrade(req, socket, head, (ws) => ws.send("hot"));
+      return true;
+    },
+  });
+  await new Promise<void>((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve()),
+  );
+  opened.push({ node, server });
+  const { port } = server.address() as AddressInfo;
+  return { node, server, port, nextUpgrades };
+}
+
+/** The status of a hand-made upgrade request. */
+function upgradeStatus(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: "127.0.0.1",
+      port,
+      path,
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    req.on("upgrade", (response, socket) => {
+      socket.destroy();
+      resolve(response.statusCode!);
+    });
+    req.on("response", (response) => {
+      response.resume();
+      resolve(response.statusCode!);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("attachSwitchboard", () => {
+  it("gives /ws to the node, /_next/ to Next.js and 404 to the rest", async () => {
+    const { port, nextUpgrades, server } = await serve();
+
+    const client = new SwitchboardClient({ url: `ws://127.0.0.1:${port}/ws` });
+    const room = client.subscribe("room:1");
+    await client.connect();
+    await room.ready();
+    expect(await client.publish("room:1", "hi")).toMatchObject({ offset: 1 });
+    await client.close();
+
+    const hot = new WebSocket(`ws://127.0.0.1:${port}/_next/hmr?id=1`);
+    const first = await new Promise((resolve, reject) => {
+      hot.once("message", (data) => resolve(String(data)));
+      hot.once("error", reject);
+    });
+    hot.close();
+    expect(first).toBe("hot");
+    expect(nextUpgrades).toEqual(["/_next/hmr?id=1"]);
+
+    expect(await upgradeStatus(port, "/foo")).toBe(404);
+    expect(nextUpgrades).toHaveLength(1);
+    expect(server.listenerCount("upgrade")).toBe(1);
+
+    const page = await fetch(`http://127.0.0.1:${port}/room/1`);
+    expect(await page.text()).toBe("next /room/1");
+  });
+
+  it("answers 404 when Next.js does not take the upgrade", async () => {
+    const { port, nextUpgrades } = await serve({ taken: false });
+    expect(await upgradeStatus(port, "/_next/hmr")).toBe(404);
+    expect(nextUpgrades).toEqual(["/_next/hmr"]);
+  });
+
+  it("serves the node's HTTP API first only with api", async () => {
+    const without = await serve();
+    const page = await fetch(`http://127.0.0.1:${without.port}/api/channels`);
+    expect(await page.text()).toBe("next /api/channels");
+
+    const withApi = await serve({ api: true });
+    const api = await fetch(`http://127.0.0.1:${withApi.port}/api/channels`);
+    expect(await api.json()).toEqual({ channels: [] });
+    const other = await fetch(`http://127.0.0.1:${withApi.port}/about`);
+    expect(await other.text()).toBe("next /about");
+  });
+
+  it("refuses a server that already has an upgrade listener", () => {
+    const server = createServer();
+    server.on("upgrade", () => undefined);
+    expect(() =>
+      attachSwitchboard(server, {
+        node: createNode(),
+        handle: () => undefined,
+      }),
+    ).toThrow(ConfigError);
+  });
+});
