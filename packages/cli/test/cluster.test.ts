@@ -51,11 +51,15 @@ function twoNodes(base: number, extra: string[] = []) {
   ]);
 }
 
-/** Two consecutive free loopback ports. */
+/**
+ * Two consecutive free loopback ports, drawn below Linux's ephemeral range
+ * (32768 and up): there, any outgoing connection of a busy machine may
+ * hold the second one.
+ */
 async function freePair(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await freePort();
-    if (port < 65_535 && (await isFree(port + 1))) return port;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if ((await isFree(port)) && (await isFree(port + 1))) return port;
   }
   throw new Error("no two consecutive free ports");
 }

@@ -739,8 +739,10 @@ describe("a fleet behind the generated nginx config", () => {
 
     expect(closedAfter).toHaveLength(10);
     for (const { client } of cut) expect(client.closedWith?.code).toBe(1006);
+    // nginx's timer starts when the subscribe reply passed through it; the
+    // test reads it later, by up to a few hundred ms on a busy machine.
     for (const ms of closedAfter) {
-      expect(ms).toBeGreaterThanOrEqual(proxyTimeout - 100);
+      expect(ms).toBeGreaterThanOrEqual(proxyTimeout - 500);
       expect(ms).toBeLessThan(proxyTimeout + 2_000);
     }
     report("idle clients", {
