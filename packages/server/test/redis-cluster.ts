@@ -186,7 +186,12 @@ export async function startCluster(
           ...keys,
         ]);
       }
-      for (const port of [to, from, ...all.map((m) => m.port)]) {
+      // Once per master: SETSLOT NODE on the owner again would drop its
+      // shard channel subscribers of the slot.
+      const others = all
+        .map((m) => m.port)
+        .filter((p) => p !== to && p !== from);
+      for (const port of [to, from, ...others]) {
         await (
           await node(port)
         ).command(["CLUSTER", "SETSLOT", slotArg, "NODE", id(to)]);
