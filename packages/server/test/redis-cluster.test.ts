@@ -143,6 +143,15 @@ describe("the redis engine on a Redis Cluster", () => {
     await client.close();
   });
 
+  it("refuses named shards that are cluster nodes", async () => {
+    const [first, second] = cluster.ports;
+    const url = `a=redis://127.0.0.1:${first},b=redis://127.0.0.1:${second}`;
+    await expect(startNode({ ...OPTIONS, redisUrl: url })).rejects.toThrow(
+      "redisUrl: shard a is a Redis Cluster node; give a cluster as one " +
+        "URL, without shard names",
+    );
+  });
+
   it("keeps every channel flowing while a live channel's slot moves", async () => {
     const channels = names("move", 4);
     const [moved, ...others] = channels as [string, ...string[]];
