@@ -49,12 +49,19 @@ export async function startCluster(
   const dir = mkdtempSync(join(tmpdir(), "sb-cluster-"));
   const count = masters * (1 + replicas);
   const ports: number[] = [];
-  for (let i = 0; i < count; i++) ports.push(await freePort());
+  const buses: number[] = [];
+  for (let i = 0; i < count; i++) {
+    ports.push(await freePort());
+    // A bus port of its own: the default, port + 10000, may be taken.
+    buses.push(await freePort());
+  }
   const children: ChildProcess[] = await Promise.all(
-    ports.map((port) =>
+    ports.map((port, i) =>
       spawnRedis(port, undefined, [
         "--cluster-enabled",
         "yes",
+        "--cluster-port",
+        String(buses[i]),
         "--cluster-config-file",
         join(dir, `nodes-${port}.conf`),
         "--cluster-node-timeout",
