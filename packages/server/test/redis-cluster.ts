@@ -57,7 +57,13 @@ export async function startCluster(
   }
   const children: ChildProcess[] = await Promise.all(
     ports.map((port, i) =>
+      // A replica's full sync writes an RDB file even without `save`:
+      // into the run's own folder, not the working directory.
       spawnRedis(port, undefined, [
+        "--dir",
+        dir,
+        "--dbfilename",
+        `dump-${port}.rdb`,
         "--cluster-enabled",
         "yes",
         "--cluster-port",
