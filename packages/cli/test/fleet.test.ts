@@ -33,6 +33,10 @@ import {
   spawnNode,
   type NodeProcess,
 } from "../../server/test/node-process.js";
+import {
+  startCluster,
+  type OwnCluster,
+} from "../../server/test/redis-cluster.js";
 import { startRedis, type OwnRedis } from "../../server/test/redis-server.js";
 import {
   NGINX,
@@ -70,6 +74,8 @@ const PROXY_OPTIONS = {
 
 /** The fleet's Redis, and the two shards of the sharded fleet. */
 let redises: OwnRedis[] = [];
+/** Three masters of a Redis Cluster, for the cluster fleet. */
+let cluster: OwnCluster | undefined;
 
 /** Where the nodes of a fleet find Redis: one server, or two shards. */
 const FLEETS: readonly [string, () => string][] = [
@@ -82,8 +88,11 @@ beforeAll(async () => {
     if (NGINX_REQUIRED) throw new Error(`CI=true: ${NO_NGINX}`);
     return;
   }
-  redises = await Promise.all([startRedis(), startRedis(), startRedis()]);
-});
+  [redises, cluster] = await Promise.all([
+    Promise.all([startRedis(), startRedis(), startRedis()]),
+    startCluster(3, 0),
+  ]);
+}, 60_000);
 
 beforeEach((context) => {
   if (!NGINX) context.skip(NO_NGINX);
@@ -96,7 +105,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(redises.map((redis) => redis.stop()));
+  await Promise.all([...redises.map((redis) => redis.stop()), cluster?.stop()]);
 });
 
 let unique = 0;
@@ -473,87 +482,96 @@ async function closeAll(all: readonly Watcher[]): Promise<void> {
   await Promise.all(all.map((watcher) => watcher.client.close()));
 }
 
-describe.each(FLEETS)("a fleet on %s behind nginx", (fleet, url) => {
-  it("gives 300 clients on 3 nodes every message in one order", async () => {
-    const nodes = await startNodes(3, {}, url());
-    const nginx = await startNginx({
-      ...PROXY_OPTIONS,
-      nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
-    });
-    const names = channels("order", 5);
-    // One in ten puts something in the query string, which the access
-    // log must not keep.
-    const clients = await inBatches(300, 25, async (i) => {
-      const path = i % 10 === 0 ? `/ws?trace=secret-${i}` : "/ws";
-      const client = await TestClient.connect(nginx.port, {}, { path });
-      await client.subscribe(names[i % names.length]!);
-      return client;
-    });
-    const perNode = await Promise.all(
-      nodes.map((node) => connectionCount(node.port)),
-    );
-    expect(perNode.reduce((a, b) => a + b)).toBe(300);
-    for (const count of perNode) expect(count).toBeGreaterThan(0);
+/**
+ * 300 clients through nginx on 3 nodes, 1000 messages through every node
+ * and nginx: every client gets every message of its channel in one order,
+ * with consecutive offsets.
+ */
+async function oneOrder(fleet: string, url: () => string): Promise<void> {
+  const nodes = await startNodes(3, {}, url());
+  const nginx = await startNginx({
+    ...PROXY_OPTIONS,
+    nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
+  });
+  const names = channels("order", 5);
+  // One in ten puts something in the query string, which the access
+  // log must not keep.
+  const clients = await inBatches(300, 25, async (i) => {
+    const path = i % 10 === 0 ? `/ws?trace=secret-${i}` : "/ws";
+    const client = await TestClient.connect(nginx.port, {}, { path });
+    await client.subscribe(names[i % names.length]!);
+    return client;
+  });
+  const perNode = await Promise.all(
+    nodes.map((node) => connectionCount(node.port)),
+  );
+  expect(perNode.reduce((a, b) => a + b)).toBe(300);
+  for (const count of perNode) expect(count).toBeGreaterThan(0);
 
-    // 1000 messages, 16 in flight: through each node and through nginx.
-    const bases = [
-      ...nodes.map((node) => `http://127.0.0.1:${node.port}`),
-      `http://127.0.0.1:${nginx.port}`,
-    ];
-    const started = Date.now();
-    const results = await inBatches(1000, 16, async (i) => {
-      const channel = names[i % names.length]!;
-      const result = await publishVia(bases[i % bases.length]!, channel, {
-        i,
-      });
-      return { channel, i, ...result };
+  // 1000 messages, 16 in flight: through each node and through nginx.
+  const bases = [
+    ...nodes.map((node) => `http://127.0.0.1:${node.port}`),
+    `http://127.0.0.1:${nginx.port}`,
+  ];
+  const started = Date.now();
+  const results = await inBatches(1000, 16, async (i) => {
+    const channel = names[i % names.length]!;
+    const result = await publishVia(bases[i % bases.length]!, channel, {
+      i,
     });
+    return { channel, i, ...result };
+  });
 
-    const perClient = 1000 / names.length;
-    await waitUntil(
-      () => clients.every((client) => client.messages().length >= perClient),
-      20_000,
-      "every message at every client",
+  const perClient = 1000 / names.length;
+  await waitUntil(
+    () => clients.every((client) => client.messages().length >= perClient),
+    20_000,
+    "every message at every client",
+  );
+  const elapsed = Date.now() - started;
+  for (const [index, name] of names.entries()) {
+    const expected = results
+      .filter((result) => result.channel === name)
+      .sort((a, b) => a.offset - b.offset)
+      .map((result) => ({
+        epoch: result.epoch,
+        offset: result.offset,
+        data: { i: result.i },
+      }));
+    expect(expected.map((m) => m.offset)).toEqual(
+      Array.from({ length: perClient }, (_, k) => k + 1),
     );
-    const elapsed = Date.now() - started;
-    for (const [index, name] of names.entries()) {
-      const expected = results
-        .filter((result) => result.channel === name)
-        .sort((a, b) => a.offset - b.offset)
-        .map((result) => ({
-          epoch: result.epoch,
-          offset: result.offset,
-          data: { i: result.i },
-        }));
-      expect(expected.map((m) => m.offset)).toEqual(
-        Array.from({ length: perClient }, (_, k) => k + 1),
-      );
-      for (const client of clients.filter(
-        (_, i) => i % names.length === index,
-      )) {
-        const got = client.messages(name).map((frame) => ({
-          epoch: frame.epoch,
-          offset: frame.offset,
-          data: frame.data,
-        }));
-        expect(got).toEqual(expected);
-      }
+    for (const client of clients.filter((_, i) => i % names.length === index)) {
+      const got = client.messages(name).map((frame) => ({
+        epoch: frame.epoch,
+        offset: frame.offset,
+        data: frame.data,
+      }));
+      expect(got).toEqual(expected);
     }
-    report(`300 clients, ${fleet}`, {
-      perNode,
-      messages: 1000,
-      deliveries: 300 * perClient,
-      ms: elapsed,
-    });
-    await Promise.all(clients.map((client) => client.close()));
-    await waitUntil(
-      () => nginx.read("access.log").split('"GET /ws ').length > 300,
-      5_000,
-      "300 upgrades in the access log",
-    );
-    expect(nginx.read("access.log")).not.toContain("secret");
-    expect(nginx.read("access.log")).toContain('"GET /ws HTTP/1.1" 101 ');
-  }, 60_000);
+  }
+  report(`300 clients, ${fleet}`, {
+    perNode,
+    messages: 1000,
+    deliveries: 300 * perClient,
+    ms: elapsed,
+  });
+  await Promise.all(clients.map((client) => client.close()));
+  await waitUntil(
+    () => nginx.read("access.log").split('"GET /ws ').length > 300,
+    5_000,
+    "300 upgrades in the access log",
+  );
+  expect(nginx.read("access.log")).not.toContain("secret");
+  expect(nginx.read("access.log")).toContain('"GET /ws HTTP/1.1" 101 ');
+}
+
+describe.each(FLEETS)("a fleet on %s behind nginx", (fleet, url) => {
+  it(
+    "gives 300 clients on 3 nodes every message in one order",
+    () => oneOrder(fleet, url),
+    60_000,
+  );
 
   it("moves the clients of a node killed by -9 with no gap (C06)", async () => {
     const nodes = await startNodes(3, {}, url());
@@ -692,6 +710,14 @@ describe.each(FLEETS)("a fleet on %s behind nginx", (fleet, url) => {
     }
     await closeAll(all);
   }, 60_000);
+});
+
+describe("a fleet on a Redis Cluster behind nginx", () => {
+  it(
+    "gives 300 clients on 3 nodes every message in one order",
+    () => oneOrder("a Redis Cluster", () => cluster!.url),
+    60_000,
+  );
 });
 
 describe("a fleet behind the generated nginx config", () => {

@@ -63,6 +63,7 @@ export {
   channelKeys,
   decodeTopicPayload,
   nodeKeys,
+  shardedScript,
   topicChannel,
 } from "./redis-schema.js";
 export type { ChannelKeys, TopicPayload } from "./redis-schema.js";

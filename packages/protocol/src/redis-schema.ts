@@ -18,11 +18,16 @@
  *   sb:1:shards        the shard set of the fleet using this server, as
  *                      "<name>=<host:port/db>,..." sorted; with a TTL
  *   sb:1:control       pub/sub topic of fleet-wide control commands, on
- *                      the first shard by name: JSON {inc, type, user,
- *                      reconnect?, channel?}
+ *                      the first shard by name (a shard channel of its
+ *                      own slot on a Redis Cluster): JSON {inc, type,
+ *                      user, reconnect?, channel?}
  *   sb:1:nodes         set of node incarnations that hold presence
  *   sb:1:node:<inc>    liveness key of an incarnation, with a TTL
  *   sb:1:node:<inc>:c  set of channels where it holds presence
+ *
+ * On a Redis Cluster, topics are shard channels (SSUBSCRIBE, SPUBLISH) and
+ * sb:1:shard is not used: a master's generation comes from its run and
+ * replication ids alone.
  *
  * Topic payloads start with the schema and a kind, then a newline:
  *   "1 m <epoch> <offset> <publisher length>\n<publisher JSON><data JSON>"
@@ -293,6 +298,15 @@ for i = 1, #entries, 2 do
 end
 return removed
 `;
+
+/**
+ * The variant of one of the scripts above for a Redis Cluster: it
+ * publishes with SPUBLISH on the topic's shard channel, which nodes hear
+ * through SSUBSCRIBE on the master of the channel's slot.
+ */
+export function shardedScript(script: string): string {
+  return script.replaceAll('redis.call("PUBLISH",', 'redis.call("SPUBLISH",');
+}
 
 /** A decoded topic payload. */
 export type TopicPayload =

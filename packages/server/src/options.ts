@@ -77,7 +77,8 @@ export interface NodeOptions {
    */
   engine?: "memory" | "redis";
   /**
-   * Redis URL of the redis engine, or named shards
+   * Redis URL of the redis engine (a server, or any node of a Redis
+   * Cluster, which is then used whole), or named shards
    * (`a=redis://...,b=redis://...`): each channel lives on the shard with
    * the highest CRC32 of `<name>:<channel>`. @default "redis://127.0.0.1:6379"
    */
@@ -90,7 +91,10 @@ export interface NodeOptions {
   livenessInterval?: number;
   /** How often a node reaps the presence of dead nodes (redis). */
   reapInterval?: number;
-  /** How often a canary checks the node's own subscription (redis). */
+  /**
+   * How often a canary checks the node's own subscription, and a Redis
+   * Cluster's slot map is read again (redis).
+   */
   canaryInterval?: number;
   /** How often stored tops are compared with what was delivered (redis). */
   positionCheckInterval?: number;
@@ -219,7 +223,9 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "redisUrl",
     kind: "string",
-    description: "Redis URL, or shards as name=URL,name=URL (redis engine)",
+    description:
+      "Redis URL (a server or a cluster node), or shards as " +
+      "name=URL,name=URL (redis engine)",
   },
   {
     name: "historyMetaTtl",
@@ -244,7 +250,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "canaryInterval",
     kind: "duration",
-    description: "canary through the node's own subscription (redis)",
+    description:
+      "canary through the node's own subscription; cluster slot map read (redis)",
   },
   {
     name: "positionCheckInterval",

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 
 import {
   CONTROL_TOPIC,
+  ErrorCode,
   META_PATTERN,
   PRESENCE_ADD_SCRIPT,
   PRESENCE_REMOVE_SCRIPT,
@@ -25,16 +26,25 @@ import type {
   ReadOptions,
   ReadOutcome,
 } from "./engine.js";
+import { ConfigError } from "./errors.js";
+import type { KeyStore } from "./key-store.js";
 import type { Logger } from "./logger.js";
+import { RedisCluster, isClusterNode } from "./redis-cluster.js";
 import { RedisScript } from "./redis-script.js";
 import { RedisShard } from "./redis-shard.js";
-import { fingerprint, parseShards, placeShard } from "./shard-set.js";
+import { RequestError } from "./request-error.js";
+import {
+  fingerprint,
+  parseShards,
+  placeShard,
+  type ShardAddress,
+} from "./shard-set.js";
 
 /** Options of the redis engine. */
 export interface RedisEngineOptions {
   /**
-   * `redis://host:port` of the Redis server, or named shards:
-   * `a=redis://...,b=redis://...`.
+   * `redis://host:port` of the Redis server or of one node of a Redis
+   * Cluster, or named shards: `a=redis://...,b=redis://...`.
    */
   readonly url: string;
   /** How long a channel's position outlives its last publish, ms. */
@@ -80,13 +90,18 @@ const REPAIR_BATCH = 500;
 /** Wait before a repair that failed (Redis away) is tried again, ms. */
 const REPAIR_RETRY_MS = 500;
 
+/** Wait before asking an unreachable Redis again whether it is a cluster. */
+const DETECT_RETRY_MS = 500;
+
 /**
  * The node's view of one channel: its subscription to the topic and the
  * position it last delivered, from which it repairs what pub/sub lost.
  */
 interface ChannelState {
-  /** The shard the channel lives on. */
-  readonly shard: RedisShard;
+  /** The shard the channel lives on; on a cluster, the slot's master. */
+  shard: RedisShard;
+  /** What the node does with the topic's payloads. */
+  readonly listener: (payload: string) => void;
   /** Local subscribers that asked for the channel. */
   count: number;
   /** Resolves once Redis confirmed the subscription and the position. */
@@ -107,8 +122,15 @@ interface ChannelState {
  * it has local subscribers there.
  */
 export class RedisEngine implements Engine {
-  /** The shards, sorted by name. */
-  private readonly shards: readonly RedisShard[];
+  /** The shards, sorted by name; on a cluster, its masters. */
+  private shards: readonly RedisShard[] = [];
+  /** The Redis Cluster, when the one URL is a node of one. */
+  private cluster: RedisCluster | undefined;
+  /** The one shard of a plain URL, until it is known not to be a cluster. */
+  private readonly single: ShardAddress | undefined;
+  private readonly set: string;
+  /** The shard listening to the control topic. */
+  private controlShard: RedisShard | undefined;
   private readonly states = new Map<string, ChannelState>();
   private handlers: EngineHandlers | undefined;
   /** This process's identity in presence entries; random at each start. */
@@ -125,32 +147,58 @@ export class RedisEngine implements Engine {
 
   constructor(private readonly options: RedisEngineOptions) {
     const addresses = parseShards(options.url);
-    const set = fingerprint(addresses);
-    this.shards = addresses.map(
-      (address) =>
-        new RedisShard({
-          address,
-          fingerprint: set,
-          incarnation: this.incarnation,
-          presenceTtl: options.presenceTtl,
-          pingInterval: options.pingInterval,
-          timeout: options.timeout,
-          logger: options.logger,
-          lost: () => this.repairShard(address.name),
-          changed: () => this.checkHealth(),
-        }),
-    );
-    this.shards[0]!.keep(CONTROL_TOPIC, (payload) => this.obey(payload));
+    this.set = fingerprint(addresses);
+    if (addresses.length === 1) {
+      this.single = addresses[0];
+      return;
+    }
+    this.useShards(addresses);
   }
+
+  /** A shard of `address`; on a cluster, a master keeping keys in `store`. */
+  private newShard(address: ShardAddress, store?: KeyStore): RedisShard {
+    return new RedisShard({
+      address,
+      fingerprint: this.set,
+      incarnation: this.incarnation,
+      presenceTtl: this.options.presenceTtl,
+      pingInterval: this.options.pingInterval,
+      timeout: this.options.timeout,
+      logger: this.options.logger,
+      lost: () => this.repairShard(address.name),
+      changed: () => this.checkHealth(),
+      ...(store && {
+        cluster: store,
+        moved: () => void this.cluster?.refresh().catch(() => undefined),
+      }),
+    });
+  }
+
+  /** Standalone servers: the shards are fixed from the start. */
+  private useShards(addresses: readonly ShardAddress[]): void {
+    this.shards = addresses.map((address) => this.newShard(address));
+    this.controlShard = this.shards[0]!;
+    this.controlShard.keep(CONTROL_TOPIC, this.obeyListener);
+  }
+
+  private readonly obeyListener = (payload: string): void => this.obey(payload);
 
   /**
    * Publishes a control command on the control topic, which every node
-   * listens to on the first shard by name.
+   * listens to on the first shard by name (on a cluster, on the master of
+   * the topic's slot).
    */
   async control(command: ControlCommand): Promise<void> {
-    const shard = this.shards[0]!;
+    const shard = this.controlShard ?? this.unavailable();
     const payload = JSON.stringify({ inc: this.incarnation, ...command });
-    await shard.guard(() => shard.commands.publish(CONTROL_TOPIC, payload));
+    const { store } = shard;
+    await shard.guard(() =>
+      store.send(CONTROL_TOPIC, [store.publish, CONTROL_TOPIC, payload]),
+    );
+  }
+
+  private unavailable(): never {
+    throw new RequestError(ErrorCode.Unavailable, "redis unavailable");
   }
 
   /** Applies another node's control command; drops what it cannot read. */
@@ -182,16 +230,29 @@ export class RedisEngine implements Engine {
    */
   async start(handlers: EngineHandlers): Promise<void> {
     this.handlers = handlers;
-    const ready = Promise.all(this.shards.map((shard) => shard.connect()));
+    const ready = this.single
+      ? this.connectSingle(this.single)
+      : Promise.all(this.shards.map((shard) => shard.connect()));
     const { options } = this;
     const every = (ms: number, act: (shard: RedisShard) => unknown) =>
       setInterval(() => {
         for (const shard of this.shards) void act(shard);
       }, ms);
+    // On a cluster the node's liveness and index are keys of the whole
+    // cluster: one master's shard keeps them.
+    const keeper = (ms: number, act: (shard: RedisShard) => unknown) =>
+      setInterval(() => {
+        const shards = this.cluster ? this.shards.slice(0, 1) : this.shards;
+        for (const shard of shards) void act(shard);
+      }, ms);
     this.timers = [
-      every(options.livenessInterval, (shard) => shard.beAlive()),
-      every(options.reapInterval, (shard) => shard.reap()),
+      keeper(options.livenessInterval, (shard) => shard.beAlive()),
+      keeper(options.reapInterval, (shard) => shard.reap()),
       every(options.canaryInterval, (shard) => shard.sing()),
+      setInterval(
+        () => void this.cluster?.refresh().catch(() => undefined),
+        options.canaryInterval,
+      ),
       every(options.pingInterval, (shard) => shard.probe()),
       every(options.canaryInterval, (shard) => this.checkDeaf(shard)),
       setInterval(
@@ -201,7 +262,112 @@ export class RedisEngine implements Engine {
     ];
     for (const timer of this.timers) timer.unref();
     await Promise.race([ready, sleep(STARTUP_WAIT_MS)]);
+    const refusal = this.shards.find((shard) => shard.refusal)?.refusal;
+    if (refusal) {
+      await this.close();
+      throw new ConfigError(`redisUrl: ${refusal}`);
+    }
     this.checkHealth();
+  }
+
+  /**
+   * Asks the one Redis whether it is a cluster node, until it answers,
+   * then uses it as a standalone shard or as the cluster it belongs to.
+   */
+  private async connectSingle(address: ShardAddress): Promise<void> {
+    let cluster: boolean | undefined;
+    while (cluster === undefined && !this.closed) {
+      try {
+        cluster = await isClusterNode(address.url);
+      } catch (error) {
+        this.options.logger.debug({ err: String(error) }, "redis connect");
+        await sleep(DETECT_RETRY_MS);
+      }
+    }
+    if (this.closed) return;
+    if (!cluster) {
+      this.useShards([address]);
+      await this.shards[0]!.connect();
+      return;
+    }
+    this.cluster = new RedisCluster({
+      url: address.url,
+      logger: this.options.logger,
+      shard: (master, store) => this.newShard(master, store),
+      changed: () => this.replace(),
+    });
+    this.options.logger.info({}, "redis is a cluster: sharded pub/sub");
+    while (!this.closed) {
+      try {
+        await this.cluster.connect();
+        return;
+      } catch (error) {
+        this.options.logger.debug({ err: String(error) }, "redis connect");
+        await sleep(DETECT_RETRY_MS);
+      }
+    }
+  }
+
+  /**
+   * After the cluster's masters or slots changed: every channel, and the
+   * control topic, listens on the master of its slot, and a channel that
+   * moved is repaired from its last delivered position.
+   */
+  private replace(): void {
+    const cluster = this.cluster;
+    if (!cluster || this.closed) return;
+    this.shards = cluster.shards();
+    const control = cluster.ownerOf(CONTROL_TOPIC);
+    if (
+      control &&
+      (control !== this.controlShard || !control.hears(CONTROL_TOPIC))
+    ) {
+      const previous = this.controlShard;
+      this.controlShard = control;
+      if (previous !== control) {
+        void previous?.unlisten(CONTROL_TOPIC).catch(() => undefined);
+      }
+      control.keep(CONTROL_TOPIC, this.obeyListener);
+      void control
+        .listen(CONTROL_TOPIC, this.obeyListener)
+        .catch(() => undefined);
+    }
+    for (const [channel, state] of this.states) {
+      const topic = channelKeys(channel).topic;
+      const owner = cluster.ownerOf(topic);
+      if (!owner || (owner === state.shard && owner.hears(topic))) continue;
+      void this.move(channel, state, owner);
+    }
+    this.checkHealth();
+  }
+
+  /** Listens to a channel on its new master, then repairs it. */
+  private async move(
+    channel: string,
+    state: ChannelState,
+    owner: RedisShard,
+  ): Promise<void> {
+    const topic = channelKeys(channel).topic;
+    const previous = state.shard;
+    state.shard = owner;
+    if (previous !== owner) {
+      void previous.unlisten(topic).catch(() => undefined);
+    }
+    try {
+      await owner.listen(topic, state.listener);
+    } catch (error) {
+      // The next slot map read tries again.
+      this.options.logger.debug(
+        { channel, err: String(error) },
+        "redis cluster resubscribe failed",
+      );
+      return;
+    }
+    this.options.logger.debug(
+      { channel, shard: owner.name },
+      "channel listens on another master",
+    );
+    if (state.epoch !== "") void this.repair(channel, state);
   }
 
   /** Shards whose clients were moved away in their current deafness. */
@@ -243,6 +409,12 @@ export class RedisEngine implements Engine {
 
   /** The shard `channel` lives on. */
   private shardOf(channel: string): RedisShard {
+    if (this.cluster) {
+      return (
+        this.cluster.ownerOf(channelKeys(channel).topic) ?? this.unavailable()
+      );
+    }
+    if (this.shards.length === 0) this.unavailable();
     return this.shards.length === 1
       ? this.shards[0]!
       : placeShard(this.shards, channel);
@@ -264,12 +436,15 @@ export class RedisEngine implements Engine {
   private checkHealth(): void {
     if (this.closed) return;
     const unready = this.shards.find((shard) => !shard.health().ready);
-    const next: EngineHealth = unready
-      ? { ...unready.health(), shard: unready.name }
-      : {
-          ready: true,
-          since: Math.max(...this.shards.map((s) => s.health().since)),
-        };
+    const next: EngineHealth =
+      this.shards.length === 0
+        ? this.healthy
+        : unready
+          ? { ...unready.health(), shard: unready.name }
+          : {
+              ready: true,
+              since: Math.max(...this.shards.map((s) => s.health().since)),
+            };
     const previous = this.healthy;
     if (
       next.ready === previous.ready &&
@@ -301,7 +476,10 @@ export class RedisEngine implements Engine {
     this.handlers = undefined;
     for (const state of this.states.values()) clearTimeout(state.linger);
     this.states.clear();
-    await Promise.allSettled(this.shards.map((shard) => shard.close()));
+    await Promise.allSettled([
+      ...this.shards.map((shard) => shard.close()),
+      this.cluster?.close(),
+    ]);
   }
 
   async publish(
@@ -370,6 +548,7 @@ export class RedisEngine implements Engine {
     }
     const state: ChannelState = {
       shard: this.shardOf(channel),
+      listener: (payload: string) => this.hear(channel, state, payload),
       count: 1,
       ready: Promise.resolve(),
       linger: undefined,
@@ -432,7 +611,12 @@ export class RedisEngine implements Engine {
     if (linger > 0) {
       // Marked, so the session's return on any node replaces it silently.
       await shard.guard(() =>
-        shard.commands.hSet(keys.lingering, entry.session, entry.client),
+        shard.store.send(keys.lingering, [
+          "HSET",
+          keys.lingering,
+          entry.session,
+          entry.client,
+        ]),
       );
       const timer = setTimeout(() => {
         this.lingering.delete(timer);
@@ -459,14 +643,15 @@ export class RedisEngine implements Engine {
   async presence(channel: string, max: number): Promise<PresenceList> {
     const key = channelKeys(channel).presence;
     const shard = this.shardOf(channel);
-    const entries = await shard.guard(() => shard.commands.hGetAll(key));
-    const clients = Object.keys(entries);
+    const entries = hashEntries(
+      await shard.guard(() => shard.store.send(key, ["HGETALL", key])),
+    );
     return {
-      members: clients.slice(0, max).map((client) => ({
-        user: (JSON.parse(entries[client]!) as { user: string }).user,
+      members: entries.slice(0, max).map(([client, entry]) => ({
+        user: (JSON.parse(entry) as { user: string }).user,
         client,
       })),
-      truncated: clients.length > max,
+      truncated: entries.length > max,
     };
   }
 
@@ -514,9 +699,7 @@ export class RedisEngine implements Engine {
    * the position the node starts from; messages heard meanwhile count.
    */
   private async listen(channel: string, state: ChannelState): Promise<void> {
-    await state.shard.listen(channelKeys(channel).topic, (payload: string) =>
-      this.hear(channel, state, payload),
-    );
+    await state.shard.listen(channelKeys(channel).topic, state.listener);
     const position = await this.read(channel, {
       since: undefined,
       limit: 0,
@@ -643,6 +826,18 @@ export class RedisEngine implements Engine {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** The fields of an HGETALL reply, as a map or as a flat list. */
+function hashEntries(reply: unknown): [string, string][] {
+  if (!Array.isArray(reply)) {
+    return Object.entries(reply as Record<string, string>);
+  }
+  const entries: [string, string][] = [];
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    entries.push([String(reply[i]), String(reply[i + 1])]);
+  }
+  return entries;
 }
 
 function newEpoch(): string {

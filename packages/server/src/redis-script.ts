@@ -1,32 +1,46 @@
 import { createHash } from "node:crypto";
 
-import type { createClient } from "redis";
+import { shardedScript } from "@switchboard/protocol";
 
-/** A connected node-redis client, as this package creates them. */
-export type RedisClient = ReturnType<typeof createClient>;
+import type { KeyStore } from "./key-store.js";
 
-/** A Lua script run by its SHA, sent whole once when Redis lacks it. */
+export type { RedisClient } from "./key-store.js";
+
+/** The text of a script and its SHA1. */
+interface Source {
+  readonly text: string;
+  readonly sha: string;
+}
+
+function source(text: string): Source {
+  return { text, sha: createHash("sha1").update(text).digest("hex") };
+}
+
+/**
+ * A Lua script run by its SHA, sent whole once when Redis lacks it. On a
+ * Redis Cluster it runs as its SPUBLISH variant.
+ */
 export class RedisScript {
-  private readonly sha: string;
+  private readonly plain: Source;
+  private readonly sharded: Source;
 
-  constructor(private readonly source: string) {
-    this.sha = createHash("sha1").update(source).digest("hex");
+  constructor(text: string) {
+    this.plain = source(text);
+    this.sharded = source(shardedScript(text));
   }
 
-  /** Runs the script with `keys` and `args`. */
-  async run(
-    client: RedisClient,
-    keys: string[],
-    args: string[],
-  ): Promise<unknown> {
-    const options = { keys, arguments: args };
+  /** Runs the script with `keys` and `args`, on the slot of `keys[0]`. */
+  async run(store: KeyStore, keys: string[], args: string[]): Promise<unknown> {
+    const { text, sha } = store.sharded ? this.sharded : this.plain;
+    const rest = [String(keys.length), ...keys, ...args];
+    const slot = keys[0] ?? "";
     try {
-      return await client.evalSha(this.sha, options);
+      return await store.send(slot, ["EVALSHA", sha, ...rest]);
     } catch (error) {
       if (!String((error as Error).message).startsWith("NOSCRIPT")) {
         throw error;
       }
-      return client.eval(this.source, options);
+      return store.send(slot, ["EVAL", text, ...rest]);
     }
   }
 }

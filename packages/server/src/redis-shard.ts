@@ -9,8 +9,12 @@ import {
   channelKeys,
   nodeKeys,
 } from "@switchboard/protocol";
+import { createHash } from "node:crypto";
+
 import { createClient } from "redis";
 
+import { keySlot } from "./key-slot.js";
+import { serverStore, type KeyStore } from "./key-store.js";
 import type { Logger } from "./logger.js";
 import { RedisScript, type RedisClient } from "./redis-script.js";
 import { RequestError } from "./request-error.js";
@@ -34,6 +38,14 @@ export interface RedisShardOptions {
   readonly lost: () => void;
   /** The shard's health changed. */
   readonly changed: () => void;
+  /**
+   * The keys of the Redis Cluster this shard is a master of; topics are
+   * then shard channels. Without it the shard is a Redis server of its
+   * own and keeps its keys there.
+   */
+  readonly cluster?: KeyStore;
+  /** Redis dropped a shard channel here: its slot moved elsewhere. */
+  readonly moved?: (topic: string) => void;
 }
 
 /** A shard's health: why it cannot serve, and since when. */
@@ -66,6 +78,10 @@ export class RedisShard {
   private readonly log: Logger;
   /** Commands and scripts; they fail at once while Redis is away. */
   commands: RedisClient;
+  /** Where the keys of channels and nodes live. */
+  readonly store: KeyStore;
+  /** On a cluster: the hash tag of the canary, in a slot of this master. */
+  private canaryTag = "";
   private subscriber: RedisClient;
   /** Connections whose last PING went unanswered, until one is answered. */
   private readonly silent = new Set<Link>();
@@ -107,6 +123,36 @@ export class RedisShard {
     this.log = withShard(options.logger, this.name);
     this.commands = this.newCommands();
     this.subscriber = this.newSubscriber();
+    this.store = options.cluster ?? serverStore(() => this.commands);
+  }
+
+  /** Whether the shard is a master of a Redis Cluster. */
+  get sharded(): boolean {
+    return this.store.sharded;
+  }
+
+  /** Whether the shard listens to `topic` (or is about to). */
+  hears(topic: string): boolean {
+    return this.topics.has(topic);
+  }
+
+  /**
+   * On a cluster: the slots this master serves changed; the canary moves
+   * to one of them when its slot left.
+   */
+  serve(owns: (slot: number) => boolean): void {
+    if (this.canaryTag !== "" && owns(keySlot(`{${this.canaryTag}}`))) return;
+    const previous = this.canaryTopic;
+    for (let i = 0; ; i++) {
+      if (owns(keySlot(`{c${i}}`))) {
+        this.canaryTag = `c${i}`;
+        break;
+      }
+      if (i > 100_000) return;
+    }
+    if (previous === this.canaryTopic || !this.subscriber.isReady) return;
+    void this.subscriber.sUnsubscribe(previous).catch(() => undefined);
+    void this.hearCanary().catch(() => undefined);
   }
 
   /**
@@ -194,7 +240,18 @@ export class RedisShard {
   /** Listens to `topic`; resolves once Redis confirmed it. */
   async listen(topic: string, listener: Listener): Promise<void> {
     this.topics.set(topic, listener);
-    await this.subscriber.subscribe(topic, listener);
+    try {
+      await this.subscribe(topic, listener);
+    } catch (error) {
+      if (this.topics.get(topic) === listener) this.topics.delete(topic);
+      throw error;
+    }
+  }
+
+  /** SUBSCRIBE, or SSUBSCRIBE of one shard channel on a cluster. */
+  private async subscribe(topic: string, listener: Listener): Promise<void> {
+    if (this.sharded) await this.subscriber.sSubscribe(topic, listener);
+    else await this.subscriber.subscribe(topic, listener);
   }
 
   /**
@@ -209,7 +266,9 @@ export class RedisShard {
   async unlisten(topic: string): Promise<void> {
     const listener = this.topics.get(topic);
     this.topics.delete(topic);
-    if (listener) await this.subscriber.unsubscribe(topic, listener);
+    if (!listener || !this.subscriber.isReady) return;
+    if (this.sharded) await this.subscriber.sUnsubscribe(topic, listener);
+    else await this.subscriber.unsubscribe(topic, listener);
   }
 
   /**
@@ -231,7 +290,7 @@ export class RedisShard {
     canary.sent += 1;
     const sent = canary.sent;
     this.commands
-      .publish(this.canaryTopic, String(sent))
+      .sendCommand([this.store.publish, this.canaryTopic, String(sent)])
       .then(() => {
         canary.acked = Math.max(canary.acked, sent);
       })
@@ -254,7 +313,7 @@ export class RedisShard {
 
   /** Runs a script; a Redis failure becomes `unavailable`. */
   run(script: RedisScript, keys: string[], args: string[]): Promise<unknown> {
-    return this.guard(() => script.run(this.commands, keys, args));
+    return this.guard(() => script.run(this.store, keys, args));
   }
 
   /** Runs `call`; a Redis failure becomes `unavailable`. */
@@ -271,7 +330,9 @@ export class RedisShard {
   async indexPresence(channel: string): Promise<void> {
     if (this.presenceChannels.has(channel)) return;
     const { channels } = nodeKeys(this.options.incarnation);
-    await this.guard(() => this.commands.sAdd(channels, channel));
+    await this.guard(() =>
+      this.store.send(channels, ["SADD", channels, channel]),
+    );
     this.presenceChannels.add(channel);
   }
 
@@ -281,11 +342,15 @@ export class RedisShard {
     const { alive } = nodeKeys(incarnation);
     try {
       await this.checkShardSet();
-      await this.commands
-        .multi()
-        .sAdd(NODES_KEY, incarnation)
-        .set(alive, "1", { PX: presenceTtl })
-        .exec();
+      // Two commands, not MULTI: on a cluster the keys are in two slots.
+      await this.store.send(NODES_KEY, ["SADD", NODES_KEY, incarnation]);
+      await this.store.send(alive, [
+        "SET",
+        alive,
+        "1",
+        "PX",
+        String(presenceTtl),
+      ]);
     } catch (error) {
       this.log.warn({ err: String(error) }, "liveness refresh failed");
     }
@@ -298,20 +363,23 @@ export class RedisShard {
    */
   async reap(): Promise<void> {
     try {
-      for (const incarnation of await this.commands.sMembers(NODES_KEY)) {
+      const { store } = this;
+      for (const incarnation of await this.members(NODES_KEY)) {
         if (incarnation === this.options.incarnation) continue;
         const node = nodeKeys(incarnation);
-        if ((await this.commands.exists(node.alive)) === 1) continue;
-        for (const channel of await this.commands.sMembers(node.channels)) {
+        if ((await store.send(node.alive, ["EXISTS", node.alive])) === 1) {
+          continue;
+        }
+        for (const channel of await this.members(node.channels)) {
           const keys = channelKeys(channel);
           await presenceReapScript.run(
-            this.commands,
+            store,
             [keys.presence, keys.users, keys.lingering],
             [incarnation, keys.topic],
           );
         }
-        await this.commands.del(node.channels);
-        await this.commands.sRem(NODES_KEY, incarnation);
+        await store.send(node.channels, ["DEL", node.channels]);
+        await store.send(NODES_KEY, ["SREM", NODES_KEY, incarnation]);
         this.log.info({ incarnation }, "reaped a dead node");
       }
     } catch (error) {
@@ -329,9 +397,20 @@ export class RedisShard {
     const replication = await this.commands.info("replication");
     const run = /run_id:(\w+)/.exec(server)?.[1] ?? "";
     const repl = /master_replid:(\w+)/.exec(replication)?.[1] ?? "";
-    const generation = String(
-      await generationScript.run(this.commands, [SHARD_KEY], [run, repl]),
-    );
+    // A cluster master has no key of its own to count in (keys live in
+    // slots, which move): its generation is its ids, digested.
+    const generation = this.sharded
+      ? createHash("sha1")
+          .update(`${run}:${repl}`)
+          .digest("base64url")
+          .slice(0, 8)
+      : String(
+          await generationScript.run(
+            serverStore(() => this.commands),
+            [SHARD_KEY],
+            [run, repl],
+          ),
+        );
     if (generation === this.generation) return;
     const previous = this.generation;
     this.generation = generation;
@@ -353,14 +432,31 @@ export class RedisShard {
     await Promise.allSettled([this.commands.close(), this.subscriber.close()]);
   }
 
+  /**
+   * The canary's topic; on a cluster a shard channel in a slot of this
+   * master, so the canary tests this master's subscription.
+   */
   private get canaryTopic(): string {
-    return `${NODES_KEY}:canary:${this.options.incarnation}`;
+    const topic = `${NODES_KEY}:canary:${this.options.incarnation}`;
+    return this.sharded ? `${topic}:{${this.canaryTag}}` : topic;
+  }
+
+  private async hearCanary(): Promise<void> {
+    await this.subscribe(this.canaryTopic, (payload: string) => {
+      this.canary.heard = Math.max(this.canary.heard, Number(payload));
+    });
+  }
+
+  /** The members of a set. */
+  private async members(key: string): Promise<string[]> {
+    return (await this.store.send(key, ["SMEMBERS", key])) as string[];
   }
 
   private async connectCommands(): Promise<void> {
     try {
       await this.commands.connect();
       await this.checkEvictionPolicy();
+      await this.checkClusterMode();
       await this.checkGeneration();
       await this.beAlive();
     } catch (error) {
@@ -372,11 +468,15 @@ export class RedisShard {
   private async connectSubscriber(): Promise<void> {
     try {
       await this.subscriber.connect();
-      await this.subscriber.subscribe(this.canaryTopic, (payload: string) => {
-        this.canary.heard = Math.max(this.canary.heard, Number(payload));
-      });
+      await this.hearCanary();
       for (const [topic, listener] of this.topics) {
-        await this.subscriber.subscribe(topic, listener);
+        try {
+          await this.subscribe(topic, listener);
+        } catch (error) {
+          if (!this.sharded || !/^MOVED\b/.test(String(error))) throw error;
+          this.topics.delete(topic);
+          this.options.moved?.(topic);
+        }
       }
     } catch (error) {
       this.log.debug({ err: String(error) }, "redis subscriber connect");
@@ -397,6 +497,12 @@ export class RedisShard {
       if (subscriber === this.subscriber) this.options.lost();
     });
     subscriber.on("end", () => this.checkHealth());
+    // Redis drops the shard channels of a slot that left this master.
+    subscriber.on("sharded-channel-moved", (topic: string) => {
+      if (subscriber !== this.subscriber || !this.topics.has(topic)) return;
+      this.topics.delete(topic);
+      this.options.moved?.(topic);
+    });
     return subscriber;
   }
 
@@ -422,7 +528,7 @@ export class RedisShard {
     const { fingerprint, presenceTtl } = this.options;
     const seen = String(
       await shardSetScript.run(
-        this.commands,
+        this.store,
         [SHARD_SET_KEY],
         [fingerprint, String(presenceTtl)],
       ),
@@ -433,6 +539,27 @@ export class RedisShard {
         : `shard ${this.name} is in use by nodes with shards ${seen}; ` +
           `this node has ${fingerprint}`;
     this.checkHealth();
+  }
+
+  /** Why the shard cannot serve, when it is a cluster node out of one. */
+  private clusterProblem: string | undefined;
+
+  /**
+   * Named shards are standalone servers: a Redis Cluster node among them
+   * would refuse the keys of every slot it does not serve.
+   */
+  private async checkClusterMode(): Promise<void> {
+    if (this.sharded) return;
+    const info = await this.commands.info("cluster");
+    this.clusterProblem = /cluster_enabled:1/.test(info)
+      ? `shard ${this.name} is a Redis Cluster node; give a cluster as ` +
+        "one URL, without shard names"
+      : undefined;
+  }
+
+  /** Why the shard is a cluster node it cannot use, if it is. */
+  get refusal(): string | undefined {
+    return this.clusterProblem;
   }
 
   /**
@@ -471,7 +598,7 @@ export class RedisShard {
     }
     if (!this.subscriber.isReady) return "redis subscriber unreachable";
     if (this.canary.misses >= CANARY_MISSES) return "redis subscriber deaf";
-    return this.policyProblem ?? this.setProblem;
+    return this.clusterProblem ?? this.policyProblem ?? this.setProblem;
   }
 
   /**
@@ -479,11 +606,12 @@ export class RedisShard {
    * node is alone in its trouble and its clients should move.
    */
   async peersAlive(): Promise<boolean> {
-    const others = (await this.commands.sMembers(NODES_KEY)).filter(
+    const others = (await this.members(NODES_KEY)).filter(
       (incarnation) => incarnation !== this.options.incarnation,
     );
     for (const incarnation of others) {
-      if ((await this.commands.exists(nodeKeys(incarnation).alive)) === 1) {
+      const { alive } = nodeKeys(incarnation);
+      if ((await this.store.send(alive, ["EXISTS", alive])) === 1) {
         return true;
       }
     }

@@ -24,6 +24,7 @@ import {
   type StartedNode,
 } from "./helpers.js";
 import { killNodes, spawnNode } from "./node-process.js";
+import { startCluster, type OwnCluster } from "./redis-cluster.js";
 import { TestRedis, startRedis, type OwnRedis } from "./redis-server.js";
 import { startProxy } from "./tcp-proxy.js";
 
@@ -53,6 +54,15 @@ const ENGINES: readonly [string, () => NodeOptions, number][] = [
     }),
     2,
   ],
+  [
+    "redis on a Redis Cluster",
+    () => ({
+      engine: "redis",
+      redisUrl: cluster.url,
+      unsubscribeLinger: 50,
+    }),
+    2,
+  ],
 ];
 
 let redis: OwnRedis;
@@ -62,19 +72,27 @@ let redis: OwnRedis;
  */
 let shardA: OwnRedis;
 let shardB: OwnRedis;
+/** Three masters, no replicas: the cluster of the conformance suite. */
+let cluster: OwnCluster;
 
 beforeAll(async () => {
-  [redis, shardA, shardB] = await Promise.all([
+  [redis, shardA, shardB, cluster] = await Promise.all([
     startRedis(),
     startRedis(),
     startRedis(),
+    startCluster(3, 0),
   ]);
-});
+}, 60_000);
 
 afterAll(async () => {
   killNodes();
   await stopAll();
-  await Promise.all([redis.stop(), shardA.stop(), shardB.stop()]);
+  await Promise.all([
+    redis.stop(),
+    shardA.stop(),
+    shardB.stop(),
+    cluster.stop(),
+  ]);
 });
 
 let unique = 0;

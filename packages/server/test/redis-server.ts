@@ -16,7 +16,7 @@ export interface OwnRedis {
 }
 
 /** Spawns redis-server; resolves once it accepts connections. */
-async function spawnRedis(
+export async function spawnRedis(
   port: number,
   dir: string | undefined,
   extra: readonly string[],
@@ -53,7 +53,8 @@ async function spawnRedis(
   return child;
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
+/** Stops a redis-server spawned by `spawnRedis`. */
+export function stopChild(child: ChildProcess): Promise<void> {
   return new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
       return resolve();
