@@ -6,11 +6,15 @@
  * tried to reconnect, when it was back, and what it received.
  */
 import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import {
+  DEFAULT_RECONNECT_SPREAD_MS,
+  STABLE_CONNECTION_MS,
   SwitchboardClient,
   type WebSocketConstructor,
 } from "@switchboard/client";
+import { expect } from "vitest";
 import { WebSocket } from "ws";
 
 import {
@@ -35,10 +39,12 @@ export interface HerdOptions {
   readonly clients: number;
   /** Channels in all; client i takes channels i, i + 1 and i + 2. */
   readonly channels: number;
-  /** The SDK's `reconnectSpreadMs`. */
-  readonly reconnectSpreadMs: number;
+  /** The SDK's `reconnectSpreadMs`. @default the SDK's, 6 s */
+  readonly reconnectSpreadMs?: number;
   /** Each channel gets one publish per interval, ms. */
   readonly publishIntervalMs: number;
+  /** Node processes behind nginx. @default 2 */
+  readonly nodes?: number;
   /** Node options on top of the herd's own (API key, token secret). */
   readonly node?: Record<string, number | string>;
 }
@@ -73,7 +79,7 @@ export class HerdClient {
     url: string,
     token: string,
     readonly channels: readonly string[],
-    reconnectSpreadMs: number,
+    reconnectSpreadMs = DEFAULT_RECONNECT_SPREAD_MS,
   ) {
     this.client = new SwitchboardClient({
       url,
@@ -273,7 +279,7 @@ export class CpuSampler {
   }
 }
 
-/** Two nodes, nginx and the clients, and a publisher on every channel. */
+/** The nodes, nginx and the clients, and a publisher on every channel. */
 export class Herd {
   /** Channel -> the highest offset published. */
   readonly top = new Map<string, number>();
@@ -294,7 +300,9 @@ export class Herd {
   /** Starts the nodes and nginx, and connects every client. */
   static async start(options: HerdOptions, name: string): Promise<Herd> {
     const nodes = await Promise.all(
-      [0, 1].map((i) => spawnNode(options.redisUrl, nodeOptions(options, i))),
+      Array.from({ length: options.nodes ?? 2 }, (_, i) =>
+        spawnNode(options.redisUrl, nodeOptions(options, i)),
+      ),
     );
     const nginx = await startNginx(proxyOptions(nodes));
     const channels = Array.from(
@@ -369,6 +377,20 @@ export class Herd {
       ...nodeOptions(this.options, index),
       port: this.nodes[index]!.port,
     });
+  }
+
+  /**
+   * Drains node `index` with SIGTERM and starts it again where it was
+   * once it exited; resolves with its exit status when it is ready.
+   */
+  async roll(index: number): Promise<number | null> {
+    const status = await this.nodes[index]!.stop();
+    await this.restartNode(index);
+    const url = `http://127.0.0.1:${this.nodes[index]!.port}/readyz`;
+    const ready = async () =>
+      (await fetch(url).catch(() => undefined))?.status === 200;
+    await waitUntil(ready, 10_000, `n${index} ready`);
+    return status;
   }
 
   /**
@@ -500,4 +522,99 @@ function proxyOptions(nodes: readonly NodeProcess[]) {
     workerConnections: 8_192,
     nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
   };
+}
+
+/** One line of figures for the test log. */
+export function report(what: string, figures: Record<string, unknown>): void {
+  process.stdout.write(`${what}: ${JSON.stringify(figures)}\n`);
+}
+
+/** The bounds C16's Right line is checked against. */
+export interface SpreadLimits {
+  /** The clients' `reconnectSpreadMs`; attempts go in sixths of it. */
+  readonly spreadMs: number;
+  /** Attempts are counted over this long after the drop. */
+  readonly windowMs: number;
+  /** Every client that dropped is back and resubscribed within this. */
+  readonly backWithinMs: number;
+  /** No bucket holds this share of them or more. */
+  readonly largestShare: number;
+}
+
+/**
+ * Drops `victims()` with `drop` while every channel is published on,
+ * and checks C16's Right line: the attempts spread, every client back
+ * within the bound with `recovered: true`, nothing lost, nobody else
+ * disturbed. Returns the figures it reported.
+ */
+export async function expectSpreadReconnects(
+  herd: Herd,
+  what: string,
+  victims: () => HerdClient[],
+  drop: () => Promise<number>,
+  limits: SpreadLimits,
+): Promise<Herding> {
+  herd.startPublishing();
+  await sleep(1_000);
+  const dropped = victims();
+  const bystanders = herd.clients.filter((c) => !dropped.includes(c));
+  const cpu = new CpuSampler(herd.nodes.map((node) => node.pid));
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  const at = await drop();
+  // Waits past the bound, so a slow run still reports its figures.
+  await herd.back(dropped, at, 3 * limits.backWithinMs);
+  await herd.stopPublishing();
+  await herd.delivered(10_000);
+  // Every attempt of the window is counted, late ones included.
+  await sleep(at + limits.windowMs - Date.now());
+  lag.disable();
+  cpu.stop();
+
+  const bucketMs = limits.spreadMs / 6;
+  const result = herding(dropped, at, bucketMs, limits.windowMs);
+  report(what, {
+    ...result,
+    publishRetries: herd.publishRetries,
+    // How late this process's timers fired: attempts move by as much.
+    lagMsMax: Math.round(lag.max / 1e6),
+    nodeCpuPeak: Number(cpu.peak.toFixed(2)),
+  });
+  expect(result.largestShare).toBeLessThan(limits.largestShare);
+  expect(result.late).toBe(0);
+  // First attempts: no spike but a spread, drawn below the spread's end.
+  expect(result.firstBuckets.filter((n) => n > 0).length).toBeGreaterThan(4);
+  expect(result.drawnMaxMs).toBeLessThan(limits.spreadMs);
+  for (const count of result.drawnBuckets.slice(0, 6)) {
+    expect(count / dropped.length).toBeGreaterThan(0.11);
+    expect(count / dropped.length).toBeLessThan(limits.largestShare);
+  }
+  expect(result.backMs).toBeLessThan(limits.backWithinMs);
+  for (const client of dropped) {
+    for (const channel of client.channels) {
+      const mine = client.resubscribes.get(channel)!;
+      expect(mine.filter(({ at: when }) => when >= at).length).toBe(1);
+      expect(mine.at(-1)!.recovered).toBe(true);
+    }
+  }
+  for (const client of bystanders) {
+    expect(client.attempts.filter((t) => t >= at)).toEqual([]);
+  }
+  expect(herd.gaps()).toEqual([]);
+  return result;
+}
+
+/**
+ * Waits until every client's connection has lasted `STABLE_CONNECTION_MS`:
+ * one dropped sooner keeps its backoff doubling instead of drawing from
+ * the spread again.
+ */
+export async function untilStable(herd: Herd): Promise<void> {
+  // A subscribe reply comes after its connection's `connect` reply.
+  const last = Math.max(
+    ...herd.clients.map((c) =>
+      Math.max(c.attempts.at(-1)!, c.lastResubscribe()),
+    ),
+  );
+  await sleep(last + STABLE_CONNECTION_MS - Date.now());
 }
