@@ -5,14 +5,15 @@
  * 500 ms bucket stands for one second of the full-length run in
  * herd.soak.ts. (At 1.5 s, the lag of 2000 clients' event loop on two
  * shared cores, up to about half a second, would decide the buckets
- * rather than the SDK.) Without nginx the tests are skipped, except under
- * CI=true, where they fail.
+ * rather than the SDK.) The nginx restart, where all 2000 drop at once and
+ * that lag reaches 2 s, runs in the soak suite only. Without nginx the
+ * test is skipped, except under CI=true, where it fails.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
 import { killNodes } from "../../server/test/node-process.js";
 import { startRedis, type OwnRedis } from "../../server/test/redis-server.js";
-import { Herd, expectSpreadReconnects, untilStable } from "./herd.js";
+import { Herd, expectSpreadReconnects } from "./herd.js";
 import { NGINX, NGINX_REQUIRED, NO_NGINX } from "./nginx-process.js";
 
 const CLIENTS = 2_000;
@@ -72,18 +73,6 @@ describe(`a herd of ${CLIENTS} clients on two nodes behind nginx (C16)`, () => {
       "kill -9",
       () => victims,
       async () => herd!.kill(0),
-      LIMITS,
-    );
-  }, 40_000);
-
-  it("spreads the reconnects of every client when nginx restarts", async () => {
-    await herd!.restartNode(0);
-    await untilStable(herd!);
-    await expectSpreadReconnects(
-      herd!,
-      "nginx restart",
-      () => [...herd!.clients],
-      () => herd!.restartNginx(),
       LIMITS,
     );
   }, 40_000);
