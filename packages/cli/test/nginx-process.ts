@@ -41,15 +41,17 @@ export async function stopNginxes(): Promise<void> {
 }
 
 /**
- * Starts nginx in front of `options.nodes` on a free loopback port;
- * resolves once it accepts connections. `edit` changes the config first.
+ * Starts nginx in front of `options.nodes` on a loopback port, `port` or
+ * a free one (to restart an nginx where it was); resolves once it accepts
+ * connections. `edit` changes the config first.
  */
 export async function startNginx(
   options: Omit<NginxConfigOptions, "listen" | "prefix" | "pid">,
   edit?: (config: string) => string,
+  fixedPort?: number,
 ): Promise<TestNginx> {
   if (!NGINX) throw new Error(NO_NGINX);
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   // 4096 connections keep worker_rlimit_nofile (twice that) under the
   // open-file limits of small machines and containers.
   const nginx = await runNginx(
