@@ -252,9 +252,7 @@ export class SwitchboardNode implements NodeContext {
     if (path !== this.options.path) return false;
     if (this.state === "idle") void this.start();
 
-    socket.on("error", (error) =>
-      this.logger.debug({ err: error.message }, "upgrade socket error"),
-    );
+    socket.on("error", this.upgradeSocketError);
     const address = clientAddress(request, this.options.trustProxy);
     const refusal = this.admit(request, address);
     if (refusal) {
@@ -270,6 +268,11 @@ export class SwitchboardNode implements NodeContext {
     });
     return true;
   }
+
+  /** One listener for every upgraded socket, not a closure per socket. */
+  private readonly upgradeSocketError = (error: Error): void => {
+    this.logger.debug({ err: error.message }, "upgrade socket error");
+  };
 
   /** Serves the HTTP API; returns false for paths that are not its own. */
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
