@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 
-import { stopAll, type SystemName } from "./fleet.js";
+import { SYSTEMS, stopAll, type SystemName } from "./fleet.js";
 import { ProgressBar } from "./progress.js";
 import { writeReport, formatTable } from "./report.js";
 import type { RunOptions, Sample, Scenario } from "./scenario.js";
@@ -39,6 +39,8 @@ Options:
   --quick             smaller sizes, shorter phases, one repeat
   --seconds <s>       length of each measured phase (default 3; 1 with
                       --quick)
+  --system <name>     measure this system only (repeatable): switchboard,
+                      socket.io, ws, ws-coalesced; ratios need switchboard
   --size <n>          connections of every scenario, instead of its sizes
   --json              print {"scenarios": [...]} on stdout instead of the
                       table; progress still goes to stderr
@@ -69,6 +71,7 @@ function parse(args: string[]) {
       quick: { type: "boolean" },
       seconds: { type: "string" },
       size: { type: "string" },
+      system: { type: "string", multiple: true },
       json: { type: "boolean" },
       out: { type: "string" },
       "no-report": { type: "boolean" },
@@ -87,6 +90,13 @@ function parse(args: string[]) {
     }
     return found;
   });
+  for (const system of values.system ?? []) {
+    if (!SYSTEMS.includes(system)) {
+      throw new BenchUsageError(
+        `unknown system "${system}"; one of ${SYSTEMS.join(", ")}`,
+      );
+    }
+  }
   const size =
     values.size === undefined ? undefined : positive(values.size, "--size", 0);
   const options: RunOptions = {
@@ -97,6 +107,7 @@ function parse(args: string[]) {
   return {
     help: values.help ?? false,
     scenarios,
+    systems: values.system,
     options,
     repeats: Math.round(positive(values.repeats, "--repeats", quick ? 1 : 3)),
     json: values.json ?? false,
@@ -110,15 +121,17 @@ async function runScenario(
   scenario: Scenario,
   options: RunOptions,
   repeats: number,
+  only: string[] | undefined,
 ): Promise<Map<SystemName, Sample[]>> {
+  const systems = scenario.systems.filter((s) => !only || only.includes(s));
   const samples = new Map<SystemName, Sample[]>(
-    scenario.systems.map((system) => [system, []]),
+    systems.map((system) => [system, []]),
   );
-  const bar = new ProgressBar(scenario.name, repeats * scenario.systems.length);
+  const bar = new ProgressBar(scenario.name, repeats * systems.length);
   // Systems take turns within each repeat, so a drift in the machine's
   // load spreads over all of them.
   for (let repeat = 1; repeat <= repeats; repeat++) {
-    for (const system of scenario.systems) {
+    for (const system of systems) {
       const label = `${system} ${repeat}/${repeats}`;
       try {
         const sample = await scenario.measure(system, options, (f, step) =>
@@ -150,7 +163,12 @@ export async function run(args: string[]): Promise<number> {
   const summaries: ScenarioSummary[] = [];
   const details: ScenarioDetail[] = [];
   for (const scenario of parsed.scenarios) {
-    const samples = await runScenario(scenario, parsed.options, parsed.repeats);
+    const samples = await runScenario(
+      scenario,
+      parsed.options,
+      parsed.repeats,
+      parsed.systems,
+    );
     const { summary, detail } = summarise(scenario, samples);
     summaries.push(summary);
     details.push(detail);

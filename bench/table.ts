@@ -9,7 +9,7 @@ export function figure(value: number): string {
   if (!Number.isFinite(value)) return "-";
   const abs = Math.abs(value);
   if (abs >= 1e6) return `${(value / 1e6).toPrecision(3)} M`;
-  if (abs >= 1e4) return `${(value / 1e3).toPrecision(3)} k`;
+  if (abs >= 1e3) return `${(value / 1e3).toPrecision(3)} k`;
   return value.toPrecision(3);
 }
 
