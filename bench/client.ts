@@ -14,13 +14,36 @@ import {
 
 const now = () => performance.timeOrigin + performance.now();
 
+/** Rounds below a connection's highest that it still tells apart. */
+const WINDOW = 31;
+
 interface Peer {
   connection?: ClientConnection;
-  /** Highest round seen; rounds arrive in order per channel. */
+  /**
+   * Highest round seen. Rounds published on two nodes may arrive out of
+   * order, so `window` keeps a bit for each of the rounds below it.
+   */
   last: number;
+  window: number;
   /** Distinct rounds seen. */
   seen: number;
   recovered?: boolean;
+}
+
+/** Marks `seq` seen by `peer`; false when it was seen before. */
+function firstSight(peer: Peer, seq: number): boolean {
+  if (seq > peer.last) {
+    const shift = seq - peer.last;
+    peer.window = shift > WINDOW ? 1 : ((peer.window << shift) | 1) >>> 0;
+    peer.window &= 0x7fffffff;
+    peer.last = seq;
+    return true;
+  }
+  const bit = peer.last - seq;
+  if (bit >= WINDOW) return true;
+  if (peer.window & (1 << bit)) return false;
+  peer.window |= 1 << bit;
+  return true;
 }
 
 const peers: Peer[] = [];
@@ -34,11 +57,10 @@ let failed = 0;
 function track(peer: Peer) {
   return {
     message(seq: number, sentAt: number) {
-      if (seq <= peer.last) {
+      if (!firstSight(peer, seq)) {
         duplicates += 1;
         return;
       }
-      peer.last = seq;
       peer.seen += 1;
       delivered += 1;
       latencies.add(now() - sentAt);
@@ -80,12 +102,15 @@ async function connect(request: Record<string, unknown>) {
           token: request.token as string,
           fallbackPort: request.fallbackPort as number | undefined,
         };
-        const peer: Peer = { last: -1, seen: 0 };
+        const peer: Peer = { last: -1, window: 0, seen: 0 };
         try {
           peer.connection = await open(target, track(peer));
           peers.push(peer);
         } catch (error) {
-          if (failed === 0) process.stderr.write(`first failure: ${error}\n`);
+          // One line a process says why; the count goes in the loss.
+          if (failed === 0) {
+            process.stderr.write(`${request.system} client: ${error}\n`);
+          }
           failed += 1;
         }
       }),
