@@ -31,6 +31,12 @@ const SCRIPTS: Record<SystemName, [string, string[]]> = {
 };
 
 const running = new Set<Child>();
+let profileDir: string | undefined;
+
+/** Writes a CPU profile of every server process into `dir` from now on. */
+export function profileServers(dir: string): void {
+  profileDir = dir;
+}
 const redises = new Set<ChildProcess>();
 
 /** A reading of a server process. */
@@ -78,10 +84,15 @@ export async function startServer(
     outboundLimit: OUTBOUND_LIMIT,
     ...options,
   };
-  const child = Child.start(system, script, [
-    JSON.stringify(settings),
-    ...args,
-  ]);
+  const flags = profileDir
+    ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]
+    : [];
+  const child = Child.start(
+    system,
+    script,
+    [JSON.stringify(settings), ...args],
+    flags,
+  );
   running.add(child);
   const port = await child.request<number>({ type: "port" });
   return new Server(child, port);

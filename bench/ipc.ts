@@ -71,10 +71,18 @@ export class Child {
     });
   }
 
-  /** Starts `script` (a .ts file beside this one) as a child process. */
-  static start(label: string, script: string, args: string[] = []): Child {
+  /**
+   * Starts `script` (a .ts file beside this one) as a child process, with
+   * extra Node flags in `flags`.
+   */
+  static start(
+    label: string,
+    script: string,
+    args: string[] = [],
+    flags: string[] = [],
+  ): Child {
     const child = fork(new URL(script, import.meta.url).pathname, args, {
-      execArgv: ["--import", TSX, "--expose-gc"],
+      execArgv: ["--import", TSX, "--expose-gc", ...flags],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     return new Child(label, child);

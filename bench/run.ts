@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 
-import { SYSTEMS, stopAll, type SystemName } from "./fleet.js";
+import { SYSTEMS, profileServers, stopAll, type SystemName } from "./fleet.js";
 import { ProgressBar } from "./progress.js";
 import { writeReport, formatTable } from "./report.js";
 import type { RunOptions, Sample, Scenario } from "./scenario.js";
@@ -46,6 +46,8 @@ Options:
                       table; progress still goes to stderr
   --out <dir>         where the report goes (default bench/results/<time>)
   --no-report         write no report
+  --profile <dir>     write a CPU profile (.cpuprofile) of each server
+                      process into <dir>, named by pid
   --docs              also write the table and chart into docs/
                       (PERFORMANCE.md and performance.png)
   -h, --help          this help
@@ -76,6 +78,7 @@ function parse(args: string[]) {
       out: { type: "string" },
       "no-report": { type: "boolean" },
       docs: { type: "boolean" },
+      profile: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -114,6 +117,7 @@ function parse(args: string[]) {
     out: values.out,
     report: !(values["no-report"] ?? false),
     docs: values.docs ?? false,
+    profile: values.profile,
   };
 }
 
@@ -160,6 +164,7 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (parsed.profile) profileServers(parsed.profile);
   const summaries: ScenarioSummary[] = [];
   const details: ScenarioDetail[] = [];
   for (const scenario of parsed.scenarios) {

@@ -4,10 +4,14 @@
  */
 import { PEERS, type ScenarioDetail, type ScenarioSummary } from "./summary.js";
 
-/** A figure with 3 significant digits, large ones with k or M. */
+/**
+ * A figure with 3 significant digits, large ones with k or M; a whole
+ * number under 1000 as it is.
+ */
 export function figure(value: number): string {
   if (!Number.isFinite(value)) return "-";
   const abs = Math.abs(value);
+  if (Number.isInteger(value) && abs < 1e3) return String(value);
   if (abs >= 1e6) return `${(value / 1e6).toPrecision(3)} M`;
   if (abs >= 1e3) return `${(value / 1e3).toPrecision(3)} k`;
   return value.toPrecision(3);

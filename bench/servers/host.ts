@@ -65,6 +65,8 @@ function cpuMs(): number {
  */
 export function host(system: System): void {
   const collect = (globalThis as { gc?: () => void }).gc;
+  // A normal exit, so that --cpu-prof writes its profile.
+  process.on("SIGTERM", () => process.exit(0));
   serve({
     port: () => system.port,
     stats: async (request) => {
