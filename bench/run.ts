@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 
 import { SYSTEMS, profileServers, stopAll, type SystemName } from "./fleet.js";
 import { ProgressBar } from "./progress.js";
-import { writeReport, formatTable } from "./report.js";
+import { formatTable, writeReport } from "./report.js";
 import type { RunOptions, Sample, Scenario } from "./scenario.js";
 import { SCENARIOS } from "./scenarios/index.js";
 import {
@@ -15,6 +15,7 @@ import {
   type ScenarioDetail,
   type ScenarioSummary,
 } from "./summary.js";
+import { figure } from "./table.js";
 
 /** Raised for a bad flag: one line, exit status 2. */
 export class BenchUsageError extends Error {
@@ -22,7 +23,7 @@ export class BenchUsageError extends Error {
   readonly code = "SB_BENCH_USAGE";
 }
 
-export const HELP = `Usage: switchboard bench [options]
+const HELP = `Usage: switchboard bench [options]
 
 Runs the scenarios against Switchboard, Socket.IO 4 and two raw ws servers,
 each in processes of its own, and prints the median, min and max of each
@@ -121,11 +122,17 @@ function parse(args: string[]) {
   };
 }
 
+/**
+ * Measures each system of `scenario` `repeats` times. A measurement that
+ * fails (a process died, a connection was refused) is left out and
+ * counted in `failures`; the run goes on.
+ */
 async function runScenario(
   scenario: Scenario,
   options: RunOptions,
   repeats: number,
   only: string[] | undefined,
+  failures: string[],
 ): Promise<Map<SystemName, Sample[]>> {
   const systems = scenario.systems.filter((s) => !only || only.includes(s));
   const samples = new Map<SystemName, Sample[]>(
@@ -142,19 +149,17 @@ async function runScenario(
           bar.update(label, f, step),
         );
         samples.get(system)!.push(sample);
-        bar.finish(label, `${formatValue(sample.value)}, loss ${sample.loss}`);
+        bar.finish(label, `${figure(sample.value)}, loss ${sample.loss}`);
+      } catch (error) {
+        const reason = `${scenario.name} ${label}: ${(error as Error).message}`;
+        failures.push(reason);
+        bar.finish(label, `failed: ${(error as Error).message}`);
       } finally {
         await stopAll();
       }
     }
   }
   return samples;
-}
-
-function formatValue(value: number): string {
-  return value >= 100
-    ? Math.round(value).toLocaleString("en")
-    : value.toFixed(2);
 }
 
 /** Runs the bench with `args`; returns the exit status. */
@@ -167,12 +172,14 @@ export async function run(args: string[]): Promise<number> {
   if (parsed.profile) profileServers(parsed.profile);
   const summaries: ScenarioSummary[] = [];
   const details: ScenarioDetail[] = [];
+  const failures: string[] = [];
   for (const scenario of parsed.scenarios) {
     const samples = await runScenario(
       scenario,
       parsed.options,
       parsed.repeats,
       parsed.systems,
+      failures,
     );
     const { summary, detail } = summarise(scenario, samples);
     summaries.push(summary);
@@ -194,7 +201,10 @@ export async function run(args: string[]): Promise<number> {
     });
     process.stderr.write(`report: ${where}\n`);
   }
-  return 0;
+  for (const failure of failures) {
+    process.stderr.write(`failed measurement: ${failure}\n`);
+  }
+  return failures.length > 0 ? 1 : 0;
 }
 
 const stop = async () => {

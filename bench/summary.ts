@@ -52,6 +52,7 @@ export function summarise(
   const details: Record<string, Record<string, number>> = {};
   const losses: Record<string, number[]> = {};
   for (const [system, list] of samples) {
+    if (list.length === 0) continue;
     const values = list.map((s) => s.value);
     results.push({
       system,
