@@ -76,9 +76,9 @@ function markdown(
 ): string {
   return [
     `Run of ${date}, \`${info.command}\`, on ${process.platform}` +
-      ` with Node ${process.version}. Loss counts, summed over repeats,` +
-      " messages not delivered, slow-consumer closes, failed handshakes" +
-      " and clients that did not recover.",
+      ` with Node ${process.version}. The loss, summed over the repeats,` +
+      " counts messages not delivered, slow-consumer closes, failed" +
+      " handshakes and clients that did not recover.",
     "",
     markdownTable(summaries, details),
     detailTables(details),
