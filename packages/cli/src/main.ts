@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 
 import { ConfigError, InsecureError } from "@switchboard/server";
 
+import { bench } from "./bench.js";
 import { cluster } from "./cluster.js";
 import { UsageError } from "./errors.js";
 import { nginx } from "./nginx.js";
@@ -22,6 +23,8 @@ Commands:
   nginx       print an nginx config for nodes (switchboard nginx --help)
   publish     publish a message (switchboard publish --help)
   subscribe   print a channel's messages (switchboard subscribe --help)
+  bench       compare with Socket.IO and raw ws, from a clone of the
+              repository (switchboard bench --help)
 
 Options:
   -h, --help      this help
@@ -34,6 +37,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   nginx,
   publish,
   subscribe,
+  bench,
 };
 
 /**
