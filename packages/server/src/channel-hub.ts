@@ -77,16 +77,18 @@ export class ChannelHub {
 
     let frame: Buffer | undefined;
     let delivered = 0;
-    for (const [subscriber, subscription] of subscribers) {
+    // forEach rather than for-of over entries: no [key, value] pair is
+    // made per subscriber.
+    subscribers.forEach((subscription, subscriber) => {
       if (subscription.buffer) {
         subscription.buffer.push(publication);
-        continue;
+        return;
       }
-      if (!advance(subscription, publication)) continue;
+      if (!advance(subscription, publication)) return;
       frame ??= textFrame(messageFrame(publication));
       subscriber.sendFrame(frame);
       delivered += 1;
-    }
+    });
     return delivered;
   }
 

@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
  * write, so a burst of eight costs about as much as one message.
  */
 export class Outbox {
-  private frames: Buffer[] = [];
+  private readonly frames: Buffer[] = [];
   private bytes = 0;
 
   constructor(
@@ -39,30 +39,40 @@ export class Outbox {
    * the flusher, and before a close frame so nothing queued follows it.
    */
   flush(): void {
-    const { frames, bytes } = this;
-    if (frames.length === 0) return;
-    this.frames = [];
+    const { frames, bytes, socket } = this;
+    const count = frames.length;
+    if (count === 0) return;
+    // The array is kept and emptied, not replaced: a flush per socket per
+    // turn must not allocate.
     this.bytes = 0;
-    if (!this.owner.canWrite() || this.socket.destroyed) return;
-    if (frames.length === 1) {
-      this.socket.write(frames[0]);
+    if (!this.owner.canWrite() || socket.destroyed) {
+      frames.length = 0;
+      return;
+    }
+    if (count === 1) {
+      const frame = frames[0]!;
+      frames.length = 0;
+      socket.write(frame);
     } else if (bytes <= COPY_LIMIT) {
-      this.socket.write(Buffer.concat(frames, bytes));
+      const joined = Buffer.concat(frames, bytes);
+      frames.length = 0;
+      socket.write(joined);
     } else {
       // Large frames are not worth copying: corked writes leave in one
       // writev all the same.
-      this.socket.cork();
-      for (const frame of frames) this.socket.write(frame);
-      this.socket.uncork();
+      const all = frames.splice(0, count);
+      socket.cork();
+      for (const frame of all) socket.write(frame);
+      socket.uncork();
     }
-    if (this.socket.writableLength > this.owner.outboundLimit) {
+    if (socket.writableLength > this.owner.outboundLimit) {
       this.owner.overflowed();
     }
   }
 
   /** Drops what is queued; the socket is gone. */
   discard(): void {
-    this.frames = [];
+    this.frames.length = 0;
     this.bytes = 0;
   }
 }
