@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import type { Duplex } from "node:stream";
 
 import {
   CloseCode,
@@ -17,8 +17,6 @@ import {
   type SubscribeRequest,
   type UnsubscribeRequest,
 } from "@switchboard/protocol";
-import type { Duplex } from "node:stream";
-
 import { WebSocket } from "ws";
 
 import {
@@ -34,6 +32,7 @@ import type { PresenceEntry, ReadOutcome } from "./engine.js";
 import type { NodeContext } from "./node-context.js";
 import { namespaceOptions, type ResolvedNamespace } from "./options.js";
 import { Outbox, type OutboxOwner } from "./outbox.js";
+import { randomId } from "./random-id.js";
 import { RateLimiter } from "./rate-limit.js";
 import { RequestError } from "./request-error.js";
 import { recover } from "./recovery.js";
@@ -76,7 +75,7 @@ interface Subscription extends LocalSubscription {
 /** One client's WebSocket: its identity, requests and subscriptions. */
 export class Connection implements Subscriber, OutboxOwner {
   /** Server-chosen id, shown to others as `client`. */
-  readonly id = randomBytes(9).toString("base64url");
+  readonly id = randomId(9);
   identity: Identity = ANONYMOUS;
   session = "";
   user = "";
@@ -372,7 +371,7 @@ export class Connection implements Subscriber, OutboxOwner {
       throw new RequestError(ErrorCode.Unavailable, "connection closed");
     }
 
-    this.session = request.session ?? randomBytes(12).toString("base64url");
+    this.session = request.session ?? randomId(12);
     this.user = userKey(this.identity, this.session);
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
