@@ -72,6 +72,29 @@ interface Subscription extends LocalSubscription {
   positioned: { promise: Promise<void>; resolve: () => void } | undefined;
 }
 
+/**
+ * The connection of each socket, so that one set of listeners serves every
+ * socket instead of four closures per connection.
+ */
+const owners = new WeakMap<WebSocket, Connection>();
+
+function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  owners.get(this)?.receive(data, isBinary);
+}
+
+function onPong(this: WebSocket): void {
+  const connection = owners.get(this);
+  if (connection) connection.pingSentAt = 0;
+}
+
+function onError(this: WebSocket, error: Error): void {
+  owners.get(this)?.socketError(error);
+}
+
+function onClose(this: WebSocket, code: number): void {
+  owners.get(this)?.socketClosed(code);
+}
+
 /** One client's WebSocket: its identity, requests and subscriptions. */
 export class Connection implements Subscriber, OutboxOwner {
   /** Server-chosen id, shown to others as `client`. */
@@ -114,18 +137,11 @@ export class Connection implements Subscriber, OutboxOwner {
       options.connectTimeout,
     );
 
-    ws.on("message", (data: Buffer, isBinary) => this.receive(data, isBinary));
-    ws.on("pong", () => (this.pingSentAt = 0));
-    ws.on("error", (error) => {
-      node.logger.debug(
-        { connId: this.id, err: error.message },
-        "websocket error",
-      );
-    });
-    ws.on("close", (code) => {
-      this.outbox.discard();
-      this.closed(code);
-    });
+    owners.set(ws, this);
+    ws.on("message", onMessage);
+    ws.on("pong", onPong);
+    ws.on("error", onError);
+    ws.on("close", onClose);
   }
 
   /** Whether a close has started; the socket may still drain. */
@@ -216,7 +232,8 @@ export class Connection implements Subscriber, OutboxOwner {
     return true;
   }
 
-  private receive(data: Buffer, isBinary: boolean): void {
+  /** Handles one message from the socket. */
+  receive(data: Buffer, isBinary: boolean): void {
     try {
       this.handleFrame(data, isBinary);
     } catch (error) {
@@ -711,6 +728,20 @@ export class Connection implements Subscriber, OutboxOwner {
       () => this.armExpiry(),
       Math.min(wait, MAX_TIMER_MS),
     );
+  }
+
+  /** Logs a socket error; the close that follows does the rest. */
+  socketError(error: Error): void {
+    this.node.logger.debug(
+      { connId: this.id, err: error.message },
+      "websocket error",
+    );
+  }
+
+  /** Called once when the socket has closed. */
+  socketClosed(received: number): void {
+    this.outbox.discard();
+    this.closed(received);
   }
 
   private closed(received: number): void {
