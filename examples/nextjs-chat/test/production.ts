@@ -13,7 +13,9 @@ import {
   launchBrowser,
   memberNames,
   messageTexts,
+  openFiles,
   openRoom,
+  rawUpgradeAnswer,
   send,
   signedIn,
   startApp,
@@ -326,6 +328,27 @@ export function productionTests(): void {
         await alone.stop();
         await fleet.close();
       }
+    });
+
+    it("answers 404 to every upgrade that is not /ws and keeps no socket", async () => {
+      // Next.js attaches its upgrade handling on its first request.
+      expect((await fetch(`${app.base}/`)).status).toBe(200);
+      const before = openFiles(app.pid);
+      const paths = Array.from({ length: 100 }, (_, i) =>
+        i % 2 === 0 ? `/_next/x${i}` : `/_next/webpack-hmr?i=${i}`,
+      );
+      paths.push("/_next/hmr", "/foo");
+      const answers = await Promise.all(
+        paths.map((path) => rawUpgradeAnswer(app.port, path)),
+      );
+      expect(answers).toEqual(
+        Array(paths.length).fill("HTTP/1.1 404 Not Found"),
+      );
+      await waitUntil(
+        () => openFiles(app.pid) <= before,
+        5_000,
+        "the server's sockets back to their number before",
+      );
     });
 
     it("C20: server rendering never constructs a WebSocket; one after hydration", async () => {
