@@ -12,6 +12,7 @@ import { createClient } from "redis";
 
 import type { BroadcastResult } from "./api-client.js";
 import { InvalidArgumentError, NetworkError } from "./errors.js";
+import { jsonText } from "./json-data.js";
 
 /** Messages kept per channel: a node's default `historySize`. */
 export const DEFAULT_HISTORY_SIZE = 100;
@@ -241,8 +242,7 @@ export class RedisPublisher {
 }
 
 function serialize(data: Json, limit: number): string {
-  if (data === undefined) throw new InvalidArgumentError("data is required");
-  const text = JSON.stringify(data);
+  const text = jsonText(data);
   if (new TextEncoder().encode(text).length > limit) {
     throw new InvalidArgumentError(`data over ${limit} bytes`);
   }

@@ -26,6 +26,20 @@ interface Running {
   url: string;
 }
 
+/** Data JSON cannot carry as it is, each with a reason the error names. */
+function unserializable(): [string, unknown, string][] {
+  const circular: Record<string, unknown> = { a: 1 };
+  circular.self = circular;
+  return [
+    ["BigInt", { n: 1n }, "data.n is a bigint"],
+    ["circular", circular, "data.self refers back to itself"],
+    ["function", () => 1, "data is a function"],
+    ["nested undefined", { a: [1, undefined] }, "data.a[1] is undefined"],
+    ["NaN", { n: NaN }, "data.n is NaN"],
+    ["Date", { at: new Date(0) }, "data.at is not a plain object"],
+  ];
+}
+
 const nodes: SwitchboardNode[] = [];
 const clients: SwitchboardClient[] = [];
 
@@ -151,6 +165,22 @@ describe("SwitchboardApi", () => {
     await expect(closed.publish("room:1", 1)).rejects.toMatchObject({
       code: "SB_ERR_NETWORK",
     });
+  });
+
+  it("refuses data JSON cannot carry, sending nothing", async () => {
+    const { node, url } = await start({ apiKey: API_KEY });
+    const api = new SwitchboardApi({ url, apiKey: API_KEY });
+    for (const [what, data, message] of unserializable()) {
+      const error = await api.publish("room:1", data as never).catch((e) => e);
+      expect(error, what).toBeInstanceOf(InvalidArgumentError);
+      expect(error.code).toBe("SB_ERR_INVALID_ARGUMENT");
+      expect(error.message).toContain(message);
+      await expect(
+        api.broadcast(["room:1"], data as never),
+      ).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    expect((await api.history("room:1")).offset).toBe(0);
+    expect(await node.publish("room:1", "first")).toMatchObject({ offset: 1 });
   });
 
   it("gives up after timeoutMs on a server that never answers", async () => {
@@ -329,6 +359,24 @@ describe("RedisPublisher", () => {
       await expect(publisher.publish("room:1", 1)).rejects.toBeInstanceOf(
         NetworkError,
       );
+    } finally {
+      await publisher.close();
+    }
+  });
+
+  it("refuses data JSON cannot carry, sending nothing", async () => {
+    const publisher = new RedisPublisher({ url: redis.url });
+    const node = await start({ engine: "redis", redisUrl: redis.url });
+    try {
+      for (const [what, data, message] of unserializable()) {
+        const error = await publisher
+          .publish("room:bad", data as never)
+          .catch((e) => e);
+        expect(error, what).toBeInstanceOf(InvalidArgumentError);
+        expect(error.message).toContain(message);
+      }
+      const api = new SwitchboardApi({ url: node.url });
+      expect((await api.history("room:bad")).offset).toBe(0);
     } finally {
       await publisher.close();
     }
