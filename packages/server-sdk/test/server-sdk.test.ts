@@ -6,7 +6,13 @@ import { createNode, type SwitchboardNode } from "@switchboard/server";
 import { decodeJwt } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { startRedis, type OwnRedis } from "../../server/test/redis-server.js";
+import { freePort } from "../../server/test/ports.js";
+import {
+  spawnRedis,
+  startRedis,
+  stopChild,
+  type OwnRedis,
+} from "../../server/test/redis-server.js";
 import {
   ApiError,
   InvalidArgumentError,
@@ -382,9 +388,40 @@ describe("RedisPublisher", () => {
     }
   });
 
+  it("gives a TimeoutError after timeoutMs when Redis stops answering", async () => {
+    const port = await freePort();
+    const child = await spawnRedis(port, undefined, []);
+    const publisher = new RedisPublisher({
+      url: `redis://127.0.0.1:${port}`,
+      timeoutMs: 300,
+    });
+    try {
+      expect(await publisher.publish("room:t", "before")).toMatchObject({
+        offset: 1,
+      });
+      child.kill("SIGSTOP");
+      const error = await publisher.publish("room:t", "paused").catch((e) => e);
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect(error.code).toBe("SB_ERR_TIMEOUT");
+      child.kill("SIGCONT");
+      // The timed-out publish ran when Redis resumed: it may or may not
+      // have, as the error says; this one lands after it.
+      expect(await publisher.publish("room:t", "after")).toMatchObject({
+        offset: 3,
+      });
+    } finally {
+      child.kill("SIGCONT");
+      await publisher.close();
+      await stopChild(child);
+    }
+  });
+
   it("refuses bad settings when built", () => {
     expect(() => new RedisPublisher({ historySize: -1 })).toThrow(
       "historySize must be an integer of 0 or more",
+    );
+    expect(() => new RedisPublisher({ timeoutMs: 0 })).toThrow(
+      "timeoutMs must be a number above 0",
     );
   });
 });
