@@ -266,6 +266,9 @@ describe("mintToken", () => {
     await expect(mintToken({ user: "a" })).rejects.toThrow(
       "pass exactly one of secret, privateKey",
     );
+    await expect(mintToken({ user: "a", secret: "" })).rejects.toThrow(
+      "secret must be a non-empty string",
+    );
     await expect(
       mintToken({ user: "a", secret: SECRET, grants: { subscribe: ["a b"] } }),
     ).rejects.toThrow('grants.subscribe: "a b" is not a channel name');
