@@ -1,5 +1,12 @@
 import type { Message } from "@switchboard/client";
 
+/**
+ * Longest line, in characters: what the composer and `/announce` accept.
+ * The node cannot know this app's limit, so a longer line published by
+ * another client is cut when shown.
+ */
+export const MAX_TEXT = 500;
+
 /** A chat line as the room shows it. */
 export interface ChatLine {
   readonly key: string;
@@ -9,6 +16,8 @@ export interface ChatLine {
   readonly author: string;
   /** Published by the server (route handler, job), not by a user. */
   readonly notice: boolean;
+  /** The text was over `MAX_TEXT` and is shown cut. */
+  readonly cut: boolean;
   /** The sender's id for its own pending copy. */
   readonly id: string | undefined;
 }
@@ -27,9 +36,10 @@ export function toLine(message: Message): ChatLine | undefined {
     key: `${message.epoch}:${message.offset}`,
     epoch: message.epoch,
     offset: message.offset,
-    text: data.text,
+    text: data.text.slice(0, MAX_TEXT),
     author: publisher ?? (notice ? by : "someone"),
     notice,
+    cut: data.text.length > MAX_TEXT,
     id: typeof data.id === "string" ? data.id : undefined,
   };
 }

@@ -3,7 +3,7 @@ import { createNode, type SwitchboardNode } from "@switchboard/server";
 import { SwitchboardApi, mintToken } from "@switchboard/server-sdk";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { toLine } from "../components/messages.js";
+import { MAX_TEXT, toLine } from "../components/messages.js";
 
 const SECRET = "a-token-secret-for-the-chat-line-tests";
 const API_KEY = "an-api-key-for-the-chat-line-tests";
@@ -81,5 +81,16 @@ describe("chat lines", () => {
       author: "server",
       notice: true,
     });
+  });
+
+  it("cuts a line over the app's limit and says so", async () => {
+    const { client, next } = await room("mallory");
+    await client.publish("chat:test", { text: "x".repeat(60_000) });
+    const line = toLine(await next(1))!;
+    expect(line.text).toBe("x".repeat(MAX_TEXT));
+    expect(line.cut).toBe(true);
+
+    await client.publish("chat:test", { text: "y".repeat(MAX_TEXT) });
+    expect(toLine(await next(2))).toMatchObject({ cut: false });
   });
 });
