@@ -368,6 +368,7 @@ export function productionTests(): void {
     });
 
     it("shows a line over 500 characters cut, and /announce refuses one", async () => {
+      const before = await app.connections();
       const alice = await signedIn(browser, app, "alice");
       const response = await fetch(`${app.base}/token`, {
         headers: { cookie: "chat_user=mallory" },
@@ -395,6 +396,12 @@ export function productionTests(): void {
         await mallory.close();
         await alice.close();
       }
+      // The next test counts the node's connections.
+      await waitUntil(
+        async () => (await app.connections()) === before,
+        5_000,
+        "both connections closed",
+      );
     });
 
     it("C20: server rendering never constructs a WebSocket; one after hydration", async () => {
