@@ -17,7 +17,7 @@ import {
   type FormEvent,
 } from "react";
 
-import { mergeLines, toLine, type ChatLine } from "./messages";
+import { MAX_TEXT, mergeLines, toLine, type ChatLine } from "./messages";
 
 /** Messages read from history when a room opens. */
 const HISTORY_LIMIT = 50;
@@ -161,6 +161,11 @@ export function Room({ room, rooms, user }: RoomProps) {
             >
               <span className="author">{line.author}</span>
               <span className="text">{line.text}</span>
+              {line.cut && (
+                <span className="state" data-testid="cut">
+                  cut at {MAX_TEXT} characters
+                </span>
+              )}
             </li>
           ))}
           {pending.map((item) => (
@@ -188,7 +193,7 @@ export function Room({ room, rooms, user }: RoomProps) {
             aria-label="Message"
             placeholder={`Message #${room}`}
             value={draft}
-            maxLength={500}
+            maxLength={MAX_TEXT}
             onChange={(event) => {
               setDraft(event.target.value);
               typing.signal();

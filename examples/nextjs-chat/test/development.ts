@@ -187,6 +187,7 @@ export function developmentTests(): void {
         expect(await rawUpgrade(app.port, "/ws")).toBe(101);
         expect(await rawUpgrade(app.port, hmr[0]!)).toBe(101);
         expect(await rawUpgrade(app.port, "/foo")).toBe(404);
+        expect(await rawUpgrade(app.port, "/_next/foo")).toBe(404);
 
         restore = await editFile(
           ROOM_FILE,

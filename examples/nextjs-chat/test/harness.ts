@@ -4,7 +4,9 @@
  * and drives Debian's Chromium through playwright-core.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
 
 import {
@@ -60,6 +62,8 @@ export function buildExample(): Promise<void> {
 export interface App {
   readonly base: string;
   readonly port: number;
+  /** The server process's id. */
+  readonly pid: number;
   /** Everything the server printed so far. */
   output(): string;
   /** The node's open connections, from its /metrics. */
@@ -108,6 +112,7 @@ export async function startApp(
   return {
     base,
     port,
+    pid: child.pid!,
     output: () => output,
     connections: async () => {
       const text = await (await fetch(`${base}/metrics`)).text();
@@ -225,6 +230,42 @@ export async function editFile(
   if (!original.includes(from)) throw new Error(`${from} not in ${path}`);
   await writeFile(path, original.replace(from, to));
   return () => writeFile(path, original);
+}
+
+/** The files (sockets included) open in process `pid`. */
+export function openFiles(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * The raw answer to an upgrade request to `path`: the status line, or
+ * what happened to the socket when there was none within `ms`.
+ */
+export function rawUpgradeAnswer(
+  port: number,
+  path: string,
+  ms = 5_000,
+): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    let answer = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(answer.split("\r\n", 1)[0] || "no answer");
+    }, ms);
+    socket.on("data", (chunk) => (answer += chunk));
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(answer.split("\r\n", 1)[0] || "closed");
+    });
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+        "Connection: Upgrade\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Version: 13\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+  });
 }
 
 /** Polls `check` until it holds; throws naming `what` after `ms`. */

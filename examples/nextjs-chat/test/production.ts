@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { SwitchboardClient } from "@switchboard/client";
 import { createNode } from "@switchboard/server";
 import { SwitchboardApi } from "@switchboard/server-sdk";
 import type { Browser } from "playwright-core";
@@ -13,7 +14,9 @@ import {
   launchBrowser,
   memberNames,
   messageTexts,
+  openFiles,
   openRoom,
+  rawUpgradeAnswer,
   send,
   signedIn,
   startApp,
@@ -326,6 +329,79 @@ export function productionTests(): void {
         await alone.stop();
         await fleet.close();
       }
+    });
+
+    it("answers 404 to every upgrade that is not /ws and keeps no socket", async () => {
+      // Next.js attaches its upgrade handling on its first request.
+      expect((await fetch(`${app.base}/`)).status).toBe(200);
+      const before = openFiles(app.pid);
+      const paths = Array.from({ length: 100 }, (_, i) =>
+        i % 2 === 0 ? `/_next/x${i}` : `/_next/webpack-hmr?i=${i}`,
+      );
+      paths.push("/_next/hmr", "/foo");
+      const answers = await Promise.all(
+        paths.map((path) => rawUpgradeAnswer(app.port, path)),
+      );
+      expect(answers).toEqual(
+        Array(paths.length).fill("HTTP/1.1 404 Not Found"),
+      );
+      await waitUntil(
+        () => openFiles(app.pid) <= before,
+        5_000,
+        "the server's sockets back to their number before",
+      );
+    });
+
+    it("sends a sign-in that is not a form back with an error", async () => {
+      for (const init of [
+        { headers: { "content-type": "application/json" }, body: "{}" },
+        {},
+      ]) {
+        const response = await fetch(`${app.base}/session`, {
+          method: "POST",
+          redirect: "manual",
+          ...init,
+        });
+        expect(response.status).toBe(303);
+        expect(response.headers.get("location")).toBe("/?error=name");
+      }
+    });
+
+    it("shows a line over 500 characters cut, and /announce refuses one", async () => {
+      const before = await app.connections();
+      const alice = await signedIn(browser, app, "alice");
+      const response = await fetch(`${app.base}/token`, {
+        headers: { cookie: "chat_user=mallory" },
+      });
+      const { token } = (await response.json()) as { token: string };
+      const mallory = new SwitchboardClient({
+        url: `${app.base.replace("http", "ws")}/ws`,
+        token,
+      });
+      try {
+        const a = await alice.newPage();
+        await openRoom(a, app, "long");
+        await mallory.connect();
+        await mallory.publish("chat:long", { text: "x".repeat(60_000) });
+        await a.getByTestId("cut").waitFor();
+        expect(await messageTexts(a)).toEqual(["x".repeat(500)]);
+        expect(await a.getByTestId("cut").textContent()).toBe(
+          "cut at 500 characters",
+        );
+        const refused = await a.request.post(`${app.base}/announce`, {
+          data: { room: "long", text: "y".repeat(501) },
+        });
+        expect(refused.status()).toBe(400);
+      } finally {
+        await mallory.close();
+        await alice.close();
+      }
+      // The next test counts the node's connections.
+      await waitUntil(
+        async () => (await app.connections()) === before,
+        5_000,
+        "both connections closed",
+      );
     });
 
     it("C20: server rendering never constructs a WebSocket; one after hydration", async () => {

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 
 import {
   InsecureError,
@@ -28,7 +29,11 @@ export interface NextServerOptions {
   nodeOptions?: NodeOptions;
   /** Serve the node's HTTP API before Next.js. @default false */
   api?: boolean;
-  /** Upgrade path prefixes passed to Next.js. @default ["/_next/"] */
+  /**
+   * Upgrade path prefixes passed to Next.js under `dev`; the built app
+   * takes no upgrades, so without `dev` they all get 404.
+   * @default ["/_next/webpack-hmr", "/_next/hmr"]
+   */
   nextUpgradePrefixes?: readonly string[];
   /** Silence Next.js's own start-up lines. @default false */
   quiet?: boolean;
@@ -50,6 +55,23 @@ type CreateNextApp = typeof nextModule.default;
 // type declarations describe as the `default` of a namespace.
 const next = ((nextModule as { default?: CreateNextApp }).default ??
   nextModule) as CreateNextApp;
+
+/**
+ * Hands an upgrade to Next.js's listener on the stand-in. Next.js listens
+ * from its first request on; until then `false` makes the helper answer
+ * 404. Its hot-reload handler takes or refuses the socket before the event
+ * loop turns; one it left alone by then gets 404 from the helper.
+ */
+async function forward(
+  nextUpgrades: EventEmitter,
+  request: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<boolean> {
+  if (!nextUpgrades.emit("upgrade", request, socket, head)) return false;
+  await new Promise((resolve) => setImmediate(resolve));
+  return true;
+}
 
 /** Loopback names where a node without tokens may listen. */
 function isLoopback(host: string): boolean {
@@ -79,8 +101,9 @@ export async function createNextServer(
   // server). This stand-in receives it instead: the helper stays the only
   // listener on the real server and hands Next.js its hot-reload upgrades.
   const nextUpgrades = new EventEmitter();
+  const dev = options.dev ?? false;
   const app = next({
-    dev: options.dev ?? false,
+    dev,
     dir: options.dir ?? process.cwd(),
     hostname,
     port: options.port ?? 3000,
@@ -94,10 +117,10 @@ export async function createNextServer(
   attachSwitchboard(server, {
     node,
     handle: app.getRequestHandler(),
-    // Next.js listens from its first request on; until then it has no
-    // upgrade path, and `false` makes the helper answer 404.
-    upgrade: (request, socket, head) =>
-      nextUpgrades.emit("upgrade", request, socket, head),
+    // The built app serves no upgrades: its handler would leave them open.
+    upgrade: dev
+      ? (request, socket, head) => forward(nextUpgrades, request, socket, head)
+      : undefined,
     api: options.api,
     nextUpgradePrefixes: options.nextUpgradePrefixes,
   });

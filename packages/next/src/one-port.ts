@@ -3,8 +3,14 @@ import type { Duplex } from "node:stream";
 
 import { ConfigError, type SwitchboardNode } from "@switchboard/server";
 
-/** Upgrade paths handed to Next.js: its development hot-reload socket. */
-export const DEFAULT_NEXT_UPGRADE_PREFIXES: readonly string[] = ["/_next/"];
+/**
+ * Upgrade paths handed to Next.js: the hot-reload socket of `next dev`
+ * (`/_next/hmr` in Next.js 16, `/_next/webpack-hmr` before).
+ */
+export const DEFAULT_NEXT_UPGRADE_PREFIXES: readonly string[] = [
+  "/_next/webpack-hmr",
+  "/_next/hmr",
+];
 
 /** Options of `attachSwitchboard`. */
 export interface AttachOptions {
@@ -13,10 +19,12 @@ export interface AttachOptions {
   /** Next.js's request handler, `app.getRequestHandler()`. */
   handle: (request: IncomingMessage, response: ServerResponse) => unknown;
   /**
-   * Takes the upgrades of `nextUpgradePrefixes` for Next.js; returns
-   * `false` when it did not take one, which then gets 404. Without it,
-   * every upgrade that is not the node's gets 404. `createNextServer`
-   * passes the one Next.js's development server needs.
+   * Takes the upgrades of `nextUpgradePrefixes` for Next.js. Returning
+   * `false` means not taken, which gets 404; a promise means "handled
+   * once it settles": a socket then neither answered nor closed gets 404
+   * (Next.js ignores paths it does not serve and leaves them open).
+   * Without it, every upgrade that is not the node's gets 404.
+   * `createNextServer` passes the one Next.js's development server needs.
    */
   upgrade?: (
     request: IncomingMessage,
@@ -31,7 +39,7 @@ export interface AttachOptions {
   api?: boolean;
   /**
    * Path prefixes of upgrades passed to Next.js; any other path gets 404.
-   * @default ["/_next/"]
+   * @default ["/_next/webpack-hmr", "/_next/hmr"]
    */
   nextUpgradePrefixes?: readonly string[];
 }
@@ -60,7 +68,12 @@ export function attachSwitchboard(server: Server, options: AttachOptions) {
     if (upgrade && prefixes.some((prefix) => path.startsWith(prefix))) {
       const taken = upgrade(request, socket, head);
       if (taken instanceof Promise) {
-        taken.catch(() => socket.destroy());
+        taken.then(
+          (value) => {
+            if (value === false || untouched(socket)) notFound(socket);
+          },
+          () => (untouched(socket) ? notFound(socket) : socket.destroy()),
+        );
         return;
       }
       if (taken) return;
@@ -75,6 +88,12 @@ export function attachSwitchboard(server: Server, options: AttachOptions) {
       response.end();
     });
   });
+}
+
+/** Whether no handler answered, closed or took over the socket. */
+function untouched(socket: Duplex): boolean {
+  const written = (socket as { bytesWritten?: number }).bytesWritten ?? 0;
+  return !socket.destroyed && !socket.writableEnded && written === 0;
 }
 
 function notFound(socket: Duplex): void {

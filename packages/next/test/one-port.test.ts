@@ -23,7 +23,13 @@ afterEach(async () => {
 });
 
 /** A node and a stand-in Next.js (pages and a hot-reload socket). */
-async function serve(options: { api?: boolean; taken?: boolean } = {}) {
+async function serve(
+  options: {
+    api?: boolean;
+    taken?: boolean;
+    ignore?: boolean;
+  } = {},
+) {
   const node = createNode({ port: 0 });
   const server = createServer();
   const hotReload = new WebSocketServer({ noServer: true });
@@ -35,6 +41,8 @@ async function serve(options: { api?: boolean; taken?: boolean } = {}) {
     upgrade: (req, socket, head) => {
       nextUpgrades.push(req.url!);
       if (options.taken === false) return false;
+      // As Next.js does with a path it does not serve: settles, socket left.
+      if (options.ignore) return Promise.resolve();
       hotReload.handleUpgrade(req, socket, head, (ws) => ws.send("hot"));
       return true;
     },
@@ -95,6 +103,7 @@ describe("attachSwitchboard", () => {
     expect(nextUpgrades).toEqual(["/_next/hmr?id=1"]);
 
     expect(await upgradeStatus(port, "/foo")).toBe(404);
+    expect(await upgradeStatus(port, "/_next/foo")).toBe(404);
     expect(nextUpgrades).toHaveLength(1);
     expect(server.listenerCount("upgrade")).toBe(1);
 
@@ -106,6 +115,28 @@ describe("attachSwitchboard", () => {
     const { port, nextUpgrades } = await serve({ taken: false });
     expect(await upgradeStatus(port, "/_next/hmr")).toBe(404);
     expect(nextUpgrades).toEqual(["/_next/hmr"]);
+  });
+
+  it("answers 404 to a socket Next.js's handler settled without taking", async () => {
+    const { port, nextUpgrades, server } = await serve({ ignore: true });
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        upgradeStatus(port, `/_next/webpack-hmr?i=${i}`),
+      ),
+    );
+    expect(statuses).toEqual(Array(20).fill(404));
+    expect(nextUpgrades).toHaveLength(20);
+    const open = () =>
+      new Promise<number>((resolve, reject) =>
+        server.getConnections((error, count) =>
+          error ? reject(error) : resolve(count),
+        ),
+      );
+    const deadline = Date.now() + 5_000;
+    while ((await open()) > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await open()).toBe(0);
   });
 
   it("serves the node's HTTP API first only with api", async () => {

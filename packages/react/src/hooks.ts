@@ -104,15 +104,16 @@ export function useConnectionState(): ConnectionState {
 /**
  * A stable function publishing on `channel` through the provider's client.
  * While offline the publish waits and is sent on reconnect, under an
- * idempotency key, so it lands once. Call it from event handlers, not
- * during rendering.
+ * idempotency key, so it lands once. Call it from event handlers or
+ * effects, not during rendering; a call before the provider started waits
+ * for it.
  */
 export function usePublish(
   channel: string,
 ): (data: Json, options?: PublishOptions) => Promise<PublishResult> {
   const hub = useHub("usePublish");
   return useCallback(
-    (data, options) => hub.ensure().publish(channel, data, options),
+    (data, options) => hub.publish(channel, data, options),
     [hub, channel],
   );
 }

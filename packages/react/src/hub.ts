@@ -2,8 +2,11 @@ import {
   SwitchboardClient,
   type ClientOptions,
   type ConnectionState,
+  type Json,
   type Message,
   type PresenceMember,
+  type PublishOptions,
+  type PublishResult,
   type Subscription,
   type SubscriptionState,
 } from "@switchboard/client";
@@ -39,11 +42,15 @@ const NO_MEMBERS: readonly PresenceMember[] = [];
 export class ClientHub {
   /** The provider's `url` prop, as given. */
   url = "";
-  token: TokenSource | undefined;
   options: Omit<ClientOptions, "url" | "token"> = {};
 
+  private token: TokenSource | undefined;
   private client: SwitchboardClient | undefined;
   private starts = 0;
+  /** Between the provider's mount and its unmount. */
+  private live = false;
+  /** Publishes made before the provider first started, waiting for it. */
+  private readonly waiting: (() => void)[] = [];
   private stopTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly stateListeners = new Set<() => void>();
@@ -57,6 +64,41 @@ export class ClientHub {
   /** The connection state; `connecting` before the client exists. */
   state(): ConnectionState {
     return this.client?.state ?? "connecting";
+  }
+
+  /**
+   * Takes the provider's `token` prop. A new function is only called from
+   * then on; another string, or a token where there was none (or none
+   * where there was one), replaces the client, since the connection was
+   * made with the old one. So does any new token once the client stopped
+   * for good (signed out, or refused), to let a new sign-in connect.
+   */
+  setToken(token: TokenSource | undefined): void {
+    const before = this.token;
+    this.token = token;
+    const client = this.client;
+    if (token === before || !client) return;
+    const bothFunctions =
+      typeof token === "function" && typeof before === "function";
+    if (bothFunctions && client.state !== "closed") return;
+    this.closeClient();
+    if (this.live) this.connectClient();
+  }
+
+  /**
+   * Publishes through the client. Before the provider's first start (a
+   * child's mount effect runs before its provider's), the publish waits
+   * for it, so the client is made with the provider's url and token.
+   */
+  async publish(
+    channel: string,
+    data: Json,
+    options?: PublishOptions,
+  ): Promise<PublishResult> {
+    if (this.starts === 0) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    return this.ensure().publish(channel, data, options);
   }
 
   /** Creates the client if there is none yet, and returns it. */
@@ -85,13 +127,11 @@ export class ClientHub {
   /** The provider mounted: connect (again, after a StrictMode probe). */
   start(): void {
     this.starts += 1;
+    this.live = true;
     clearTimeout(this.stopTimer);
     this.stopTimer = undefined;
-    // A client that stops for good also emits the error on its `error`
-    // event and turns `closed`, which useConnectionState shows.
-    void this.ensure()
-      .connect()
-      .catch(() => undefined);
+    this.connectClient();
+    for (const resolve of this.waiting.splice(0)) resolve();
   }
 
   /** The provider unmounted: close, unless it mounts again at once. */
@@ -99,8 +139,17 @@ export class ClientHub {
     const starts = this.starts;
     this.stopTimer = setTimeout(() => {
       if (this.starts !== starts) return;
+      this.live = false;
       this.closeClient();
     }, 0);
+  }
+
+  private connectClient(): void {
+    // A client that stops for good also emits the error on its `error`
+    // event and turns `closed`, which useConnectionState shows.
+    void this.ensure()
+      .connect()
+      .catch(() => undefined);
   }
 
   /** Closes the client now; a later `ensure` makes a new one. */
@@ -201,6 +250,12 @@ export class ClientHub {
   private attach(channel: string, entry: Entry): void {
     const client = this.client;
     if (!client) return;
+    if (client.state === "closed") {
+      // Stopped for good: nothing can subscribe until the provider gets a
+      // new url or token, which makes a new client.
+      this.setStatus(entry, "unsubscribed", NO_MEMBERS);
+      return;
+    }
     // Presence is always asked for: one wire subscription then serves
     // both useChannel and usePresence of the channel.
     const subscription =

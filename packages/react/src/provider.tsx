@@ -19,7 +19,10 @@ export interface SwitchboardProviderProps {
   /**
    * A token, or a function that fetches one (called before connecting and
    * again before the token expires, so subscriptions survive the refresh).
-   * The latest function given is used. @default anonymous
+   * The latest function given is used. Another string, or a token given
+   * where there was none, closes the client and opens a new one with it;
+   * so does any new token once the client stopped for good.
+   * @default anonymous
    */
   token?: TokenSource;
   /** Other options of `SwitchboardClient` (backoff, timeouts, debug). */
@@ -37,7 +40,7 @@ export function SwitchboardProvider(props: SwitchboardProviderProps) {
   const [hub] = useState(() => new ClientHub());
 
   useEffect(() => {
-    hub.token = token;
+    hub.setToken(token);
     hub.options = options ?? {};
   });
 

@@ -1,5 +1,10 @@
-import { SwitchboardClient } from "@switchboard/client";
+import {
+  ClosedError,
+  SwitchboardClient,
+  UnauthorizedError,
+} from "@switchboard/client";
 import { createNode, type SwitchboardNode } from "@switchboard/server";
+import { mintToken } from "@switchboard/server-sdk";
 import { createElement, StrictMode } from "react";
 import { renderToString } from "react-dom/server";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -20,11 +25,25 @@ afterEach(async () => {
   await Promise.all(nodes.splice(0).map((node) => node.close()));
 });
 
-async function startNode(): Promise<string> {
-  const node = createNode({ port: 0 });
+async function startNode(tokenSecret?: string): Promise<string> {
+  const node = createNode({ port: 0, tokenSecret });
   nodes.push(node);
   const { port } = await node.listen();
   return `ws://127.0.0.1:${port}/ws`;
+}
+
+const SECRET = "a-token-secret-of-the-react-tests-32+";
+
+function tokenOf(user: string): Promise<string> {
+  return mintToken({
+    user,
+    secret: SECRET,
+    grants: { subscribe: ["room:*"], publish: ["room:*"] },
+  });
+}
+
+function users(hub: ClientHub, channel: string): string[] {
+  return hub.members(channel).map((member) => member.user);
 }
 
 async function until(check: () => boolean, what: string): Promise<void> {
@@ -121,21 +140,92 @@ describe("ClientHub", () => {
     const hub = new ClientHub();
     hub.url = await startNode();
     const calls: string[] = [];
-    hub.token = () => {
+    hub.setToken(() => {
       calls.push("first");
       return "";
-    };
+    });
     hub.start();
     await until(() => hub.state() === "connected", "connected");
-    hub.token = () => {
+    hub.setToken(() => {
       calls.push("second");
       return "";
-    };
+    });
     expect(calls).toEqual(["first"]);
     hub.closeClient();
     hub.start();
     await until(() => hub.state() === "connected", "connected again");
     expect(calls).toEqual(["first", "second"]);
+    hub.closeClient();
+  });
+
+  it("replaces the client when the string token changes", async () => {
+    const hub = new ClientHub();
+    hub.url = await startNode(SECRET);
+    hub.setToken(await tokenOf("alice"));
+    hub.acquire("room:1");
+    hub.start();
+    await until(() => users(hub, "room:1").join() === "alice", "alice");
+    const first = hub.current!;
+
+    hub.setToken(await tokenOf("bob"));
+    await until(() => users(hub, "room:1").join() === "bob", "bob");
+    expect(first.state).toBe("closed");
+    expect(hub.current).not.toBe(first);
+    hub.closeClient();
+  });
+
+  it("connects with a token that arrives after the first render", async () => {
+    const hub = new ClientHub();
+    hub.url = await startNode(SECRET);
+    hub.setToken(undefined);
+    hub.acquire("room:1");
+    hub.start();
+    await until(() => hub.status("room:1") === "unsubscribed", "refused");
+
+    hub.setToken(await tokenOf("alice"));
+    await until(() => hub.status("room:1") === "subscribed", "subscribed");
+    expect(users(hub, "room:1")).toEqual(["alice"]);
+    hub.closeClient();
+  });
+
+  it("holds a publish made before the provider started", async () => {
+    const hub = new ClientHub();
+    const url = await startNode();
+    const received: unknown[] = [];
+    hub.onMessage("room:1", (message) => received.push(message.data));
+    // A child's mount effects run before its provider's.
+    hub.acquire("room:1");
+    const published = hub.publish("room:1", "joined");
+    hub.setToken(undefined);
+    hub.url = url;
+    hub.start();
+    expect(await published).toMatchObject({ offset: 1 });
+    await until(() => received.length === 1, "the message");
+    expect(received).toEqual(["joined"]);
+    hub.closeClient();
+  });
+
+  it("reports a stopped client's new channels as unsubscribed, and starts again on a new token", async () => {
+    const hub = new ClientHub();
+    hub.url = await startNode(SECRET);
+    hub.setToken(() => {
+      throw new UnauthorizedError("signed out");
+    });
+    hub.start();
+    await until(() => hub.state() === "closed", "closed");
+
+    expect(() => hub.acquire("room:2")).not.toThrow();
+    expect(hub.status("room:2")).toBe("unsubscribed");
+    expect(() => hub.acquire("room:3")).not.toThrow();
+    await expect(hub.publish("room:2", "x")).rejects.toBeInstanceOf(
+      ClosedError,
+    );
+
+    const token = await tokenOf("carol");
+    hub.setToken(() => token);
+    await until(() => hub.status("room:2") === "subscribed", "room:2");
+    expect(hub.state()).toBe("connected");
+    expect(users(hub, "room:3")).toEqual(["carol"]);
     hub.closeClient();
   });
 });

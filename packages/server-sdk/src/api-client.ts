@@ -14,6 +14,7 @@ import {
   NetworkError,
   TimeoutError,
 } from "./errors.js";
+import { jsonText } from "./json-data.js";
 
 /** How long one HTTP API call may take, in ms (10 s). */
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -265,7 +266,7 @@ function checkKey(key: unknown): string | undefined {
 }
 
 function checkData(data: unknown): void {
-  if (data === undefined) throw new InvalidArgumentError("data is required");
+  jsonText(data);
 }
 
 function checkUser(user: unknown): void {

@@ -10,8 +10,9 @@ import {
 } from "@switchboard/protocol";
 import { createClient } from "redis";
 
-import type { BroadcastResult } from "./api-client.js";
-import { InvalidArgumentError, NetworkError } from "./errors.js";
+import { DEFAULT_TIMEOUT_MS, type BroadcastResult } from "./api-client.js";
+import { InvalidArgumentError, NetworkError, TimeoutError } from "./errors.js";
+import { jsonText } from "./json-data.js";
 
 /** Messages kept per channel: a node's default `historySize`. */
 export const DEFAULT_HISTORY_SIZE = 100;
@@ -63,6 +64,11 @@ export interface RedisPublisherOptions {
   maxMessageSize?: number;
   /** Per-namespace history settings, keyed by namespace name. */
   namespaces?: Record<string, RedisNamespaceOptions>;
+  /**
+   * Deadline of each Redis command and of connecting, in ms: a Redis that
+   * stops answering gives a `TimeoutError`. @default 10000
+   */
+  timeoutMs?: number;
 }
 
 /**
@@ -107,7 +113,12 @@ export class RedisPublisher {
         DEFAULT_MAX_MESSAGE_SIZE,
       ),
       namespaces: options.namespaces ?? {},
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     };
+    const { timeoutMs } = this.options;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new InvalidArgumentError("timeoutMs must be a number above 0");
+    }
     for (const [name, namespace] of Object.entries(this.options.namespaces)) {
       count(namespace.historySize, `namespaces.${name}.historySize`, 0);
       count(namespace.historyTtl, `namespaces.${name}.historyTtl`, 0);
@@ -207,6 +218,26 @@ export class RedisPublisher {
     };
   }
 
+  /**
+   * Waits for `work` up to `timeoutMs`. A command timed out may still run
+   * later (a paused Redis answers when it resumes).
+   */
+  private async within<T>(what: string, work: Promise<T>): Promise<T> {
+    const ms = this.options.timeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TimeoutError(`redis: ${what}: no answer in ${ms} ms`)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async run(keys: string[], args: string[]): Promise<unknown> {
     const options = { keys, arguments: args };
     this.sha ??= await sha1(PUBLISH_SCRIPT);
@@ -229,10 +260,11 @@ export class RedisPublisher {
         this.connecting ??= this.client.connect().finally(() => {
           this.connecting = undefined;
         });
-        await this.connecting;
+        await this.within("connect", this.connecting);
       }
-      return await call();
+      return await this.within("command", call());
     } catch (error) {
+      if (error instanceof TimeoutError) throw error;
       throw new NetworkError(`redis: ${(error as Error).message}`, {
         cause: error,
       });
@@ -241,8 +273,7 @@ export class RedisPublisher {
 }
 
 function serialize(data: Json, limit: number): string {
-  if (data === undefined) throw new InvalidArgumentError("data is required");
-  const text = JSON.stringify(data);
+  const text = jsonText(data);
   if (new TextEncoder().encode(text).length > limit) {
     throw new InvalidArgumentError(`data over ${limit} bytes`);
   }

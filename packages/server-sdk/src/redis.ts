@@ -12,4 +12,4 @@ export type {
   RedisNamespaceOptions,
   RedisPublisherOptions,
 } from "./redis-publisher.js";
-export { InvalidArgumentError, NetworkError } from "./errors.js";
+export { InvalidArgumentError, NetworkError, TimeoutError } from "./errors.js";

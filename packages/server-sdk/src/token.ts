@@ -57,7 +57,8 @@ export async function mintToken(options: MintTokenOptions): Promise<string> {
   if ((secret === undefined) === (privateKey === undefined)) {
     throw new InvalidArgumentError("pass exactly one of secret, privateKey");
   }
-  const algorithm = options.algorithm ?? (secret ? "HS256" : "RS256");
+  const algorithm =
+    options.algorithm ?? (secret !== undefined ? "HS256" : "RS256");
   if (!["HS256", "RS256", "ES256"].includes(algorithm)) {
     throw new InvalidArgumentError(
       `algorithm must be HS256, RS256 or ES256, got ${algorithm}`,

@@ -6,7 +6,13 @@ import { createNode, type SwitchboardNode } from "@switchboard/server";
 import { decodeJwt } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { startRedis, type OwnRedis } from "../../server/test/redis-server.js";
+import { freePort } from "../../server/test/ports.js";
+import {
+  spawnRedis,
+  startRedis,
+  stopChild,
+  type OwnRedis,
+} from "../../server/test/redis-server.js";
 import {
   ApiError,
   InvalidArgumentError,
@@ -24,6 +30,20 @@ const API_KEY = "test-api-key";
 interface Running {
   node: SwitchboardNode;
   url: string;
+}
+
+/** Data JSON cannot carry as it is, each with a reason the error names. */
+function unserializable(): [string, unknown, string][] {
+  const circular: Record<string, unknown> = { a: 1 };
+  circular.self = circular;
+  return [
+    ["BigInt", { n: 1n }, "data.n is a bigint"],
+    ["circular", circular, "data.self refers back to itself"],
+    ["function", () => 1, "data is a function"],
+    ["nested undefined", { a: [1, undefined] }, "data.a[1] is undefined"],
+    ["NaN", { n: NaN }, "data.n is NaN"],
+    ["Date", { at: new Date(0) }, "data.at is not a plain object"],
+  ];
 }
 
 const nodes: SwitchboardNode[] = [];
@@ -153,6 +173,22 @@ describe("SwitchboardApi", () => {
     });
   });
 
+  it("refuses data JSON cannot carry, sending nothing", async () => {
+    const { node, url } = await start({ apiKey: API_KEY });
+    const api = new SwitchboardApi({ url, apiKey: API_KEY });
+    for (const [what, data, message] of unserializable()) {
+      const error = await api.publish("room:1", data as never).catch((e) => e);
+      expect(error, what).toBeInstanceOf(InvalidArgumentError);
+      expect(error.code).toBe("SB_ERR_INVALID_ARGUMENT");
+      expect(error.message).toContain(message);
+      await expect(
+        api.broadcast(["room:1"], data as never),
+      ).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    expect((await api.history("room:1")).offset).toBe(0);
+    expect(await node.publish("room:1", "first")).toMatchObject({ offset: 1 });
+  });
+
   it("gives up after timeoutMs on a server that never answers", async () => {
     const silent: Server = createServer(() => undefined);
     await new Promise<void>((resolve) =>
@@ -229,6 +265,9 @@ describe("mintToken", () => {
     );
     await expect(mintToken({ user: "a" })).rejects.toThrow(
       "pass exactly one of secret, privateKey",
+    );
+    await expect(mintToken({ user: "a", secret: "" })).rejects.toThrow(
+      "secret must be a non-empty string",
     );
     await expect(
       mintToken({ user: "a", secret: SECRET, grants: { subscribe: ["a b"] } }),
@@ -334,9 +373,58 @@ describe("RedisPublisher", () => {
     }
   });
 
+  it("refuses data JSON cannot carry, sending nothing", async () => {
+    const publisher = new RedisPublisher({ url: redis.url });
+    const node = await start({ engine: "redis", redisUrl: redis.url });
+    try {
+      for (const [what, data, message] of unserializable()) {
+        const error = await publisher
+          .publish("room:bad", data as never)
+          .catch((e) => e);
+        expect(error, what).toBeInstanceOf(InvalidArgumentError);
+        expect(error.message).toContain(message);
+      }
+      const api = new SwitchboardApi({ url: node.url });
+      expect((await api.history("room:bad")).offset).toBe(0);
+    } finally {
+      await publisher.close();
+    }
+  });
+
+  it("gives a TimeoutError after timeoutMs when Redis stops answering", async () => {
+    const port = await freePort();
+    const child = await spawnRedis(port, undefined, []);
+    const publisher = new RedisPublisher({
+      url: `redis://127.0.0.1:${port}`,
+      timeoutMs: 300,
+    });
+    try {
+      expect(await publisher.publish("room:t", "before")).toMatchObject({
+        offset: 1,
+      });
+      child.kill("SIGSTOP");
+      const error = await publisher.publish("room:t", "paused").catch((e) => e);
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect(error.code).toBe("SB_ERR_TIMEOUT");
+      child.kill("SIGCONT");
+      // The timed-out publish ran when Redis resumed: it may or may not
+      // have, as the error says; this one lands after it.
+      expect(await publisher.publish("room:t", "after")).toMatchObject({
+        offset: 3,
+      });
+    } finally {
+      child.kill("SIGCONT");
+      await publisher.close();
+      await stopChild(child);
+    }
+  });
+
   it("refuses bad settings when built", () => {
     expect(() => new RedisPublisher({ historySize: -1 })).toThrow(
       "historySize must be an integer of 0 or more",
+    );
+    expect(() => new RedisPublisher({ timeoutMs: 0 })).toThrow(
+      "timeoutMs must be a number above 0",
     );
   });
 });

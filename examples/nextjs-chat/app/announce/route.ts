@@ -1,5 +1,6 @@
 import { SwitchboardApi } from "@switchboard/server-sdk";
 
+import { MAX_TEXT } from "../../components/messages";
 import { ROOM_PATTERN, currentUser, required } from "../../lib/config";
 
 // The server SDK needs only fetch and Web Crypto: this route runs on the
@@ -21,8 +22,11 @@ export async function POST(request: Request) {
   if (typeof room !== "string" || !ROOM_PATTERN.test(room)) {
     return Response.json({ error: "bad room" }, { status: 400 });
   }
-  if (typeof text !== "string" || text.length === 0 || text.length > 500) {
-    return Response.json({ error: "text: 1-500 characters" }, { status: 400 });
+  if (typeof text !== "string" || text.length === 0 || text.length > MAX_TEXT) {
+    return Response.json(
+      { error: `text: 1-${MAX_TEXT} characters` },
+      { status: 400 },
+    );
   }
   const api = new SwitchboardApi({
     url: required("SWITCHBOARD_API_URL"),

@@ -17,8 +17,10 @@ export async function POST(request: NextRequest) {
     response.cookies.delete(USER_COOKIE);
     return response;
   }
-  const form = await request.formData();
-  const name = String(form.get("name") ?? "").trim();
+  // A body that is not a form (JSON, or none) has no name: sent back to
+  // the sign-in page with the name error, like an empty name.
+  const form = await request.formData().catch(() => undefined);
+  const name = String(form?.get("name") ?? "").trim();
   if (!USER_PATTERN.test(name)) return seeOther("/?error=name");
   const response = seeOther("/");
   response.cookies.set(USER_COOKIE, name, {
