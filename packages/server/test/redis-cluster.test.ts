@@ -16,6 +16,7 @@ import {
   type ServerFrame,
   type StartedNode,
   startNode,
+  type SubscribeResult,
 } from "./helpers.js";
 import { startCluster, type OwnCluster } from "./redis-cluster.js";
 
@@ -264,7 +265,7 @@ async function resume(
       );
       if (!reported(client, channel)) return;
       const before = client.messages(channel).length;
-      const result = await client.subscribe(channel);
+      const result = await subscribeRetrying(client, channel);
       resumed.set(client, { before, offset: result.offset as number });
       await waitUntil(
         () => client.messages(channel).length > before,
@@ -281,6 +282,24 @@ async function resume(
       `${load.sent.get(channel)!.length} published so far`,
   );
   return resumed;
+}
+
+/**
+ * Subscribes as the SDK does: an `unavailable` reply (the failover is not
+ * over yet) is temporary, and the request is sent again after 100 ms.
+ */
+async function subscribeRetrying(
+  client: TestClient,
+  channel: string,
+): Promise<SubscribeResult> {
+  for (let attempt = 0; ; attempt++) {
+    const reply = await client.request("subscribe", { channel });
+    if (reply.type === "ok") return reply.result as SubscribeResult;
+    if (reply.code !== "unavailable" || attempt >= 30) {
+      throw new Error(`subscribe failed: ${JSON.stringify(reply)}`);
+    }
+    await sleep(100);
+  }
 }
 
 function reported(client: TestClient, channel: string): boolean {
