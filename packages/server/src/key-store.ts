@@ -1,3 +1,4 @@
+import { clusterRetryDelay } from "@switchboard/protocol";
 import type { createClient, createCluster } from "redis";
 
 /** A connected node-redis client, as this package creates them. */
@@ -29,19 +30,6 @@ export function serverStore(client: () => RedisClient): KeyStore {
 }
 
 /**
- * Replies of a cluster that did not run the command: a slot in motion
- * (MOVED and ASK past the client's own redirections, TRYAGAIN while a
- * multi-key slot migrates) or a cluster between failover steps.
- */
-const NOT_RUN = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
-
-/** First wait before a command the cluster did not run is sent again. */
-const FIRST_RETRY_MS = 20;
-
-/** Waits before giving up, doubling: about 2.5 s in all. */
-const RETRIES = 7;
-
-/**
  * The keys of a Redis Cluster. A command the cluster answered without
  * running it is sent again, unchanged, while slots move or a failover
  * completes: a publish keeps its idempotency key, so it lands once.
@@ -53,9 +41,9 @@ export function clusterStore(cluster: RedisClusterClient): KeyStore {
         try {
           return await cluster.sendCommand(key, false, [...args]);
         } catch (error) {
-          const message = String((error as Error).message);
-          if (attempt >= RETRIES || !NOT_RUN.test(message)) throw error;
-          await sleep(FIRST_RETRY_MS * 2 ** attempt);
+          const delay = clusterRetryDelay(error, attempt);
+          if (delay === undefined) throw error;
+          await sleep(delay);
         }
       }
     },
