@@ -160,6 +160,19 @@ function serverClient(url: string): RedisClient {
   return client;
 }
 
+/** Resolves once `client` is ready again, or has given up reconnecting. */
+function settled(client: RedisClient): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      client.off("ready", done);
+      client.off("end", done);
+      resolve();
+    };
+    client.on("ready", done);
+    client.on("end", done);
+  });
+}
+
 function reconnectStrategy(retries: number, cause: Error): number | Error {
   return retries >= RECONNECT_TRIES ? cause : RECONNECT_DELAY_MS;
 }
@@ -194,13 +207,17 @@ class ServerShard implements Placement {
   }
 
   async send(args: string[]): Promise<unknown> {
-    if (!this.client.isOpen) {
-      this.connecting ??= this.client.connect().finally(() => {
+    const { client } = this;
+    // A connection being re-established is waited for, within its few
+    // attempts, rather than failing the command at once.
+    if (client.isOpen && !client.isReady) await settled(client);
+    if (!client.isOpen) {
+      this.connecting ??= client.connect().finally(() => {
         this.connecting = undefined;
       });
       await this.connecting;
     }
-    return this.client.sendCommand(args);
+    return client.sendCommand(args);
   }
 
   publish(keys: string[], args: string[]): Promise<unknown> {

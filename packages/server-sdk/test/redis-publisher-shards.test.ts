@@ -5,6 +5,10 @@
  * redis-engine nodes with the epoch and offsets a node's publish gets, on
  * channels that live on different shards or masters.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { SwitchboardClient, type Message } from "@switchboard/client";
 import {
   clusterGeneration,
@@ -195,6 +199,41 @@ describe("RedisPublisher on two named shards", () => {
         `a=127.0.0.1:${a.port}/0,b=127.0.0.1:${b.port}/0; ` +
         "this publisher has default",
     );
+  });
+
+  it("advances the generation of a server that restarted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sb-publisher-"));
+    const own = await startRedis(dir);
+    try {
+      const [node] = await startNodes(own.url);
+      const publisher = new RedisPublisher({ url: own.url });
+      publishers.push(publisher);
+      const before = await publisher.publish("room:g", "before");
+      expect(before.epoch).toMatch(/^1\./);
+      const admin = await TestRedis.connect(own.url);
+      await admin.command(["SAVE"]);
+      await admin.close();
+
+      await own.restart();
+      // The first to notice the new run id advances the generation: here
+      // the publisher, before any node.
+      const after = await publisher.publish("room:g", "after");
+      expect(after).toEqual({
+        epoch: `2.${before.epoch.slice(2)}`,
+        offset: before.offset + 1,
+      });
+      await until(
+        () => node!.engine.health().ready,
+        "the node back on the restarted server",
+      );
+      expect(await node!.publish("room:g", "node")).toMatchObject({
+        epoch: after.epoch,
+        offset: after.offset + 1,
+      });
+    } finally {
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("refuses a URL it cannot use when built", () => {
