@@ -108,7 +108,6 @@ class ShardFleet implements Fleet {
 /** One URL: a standalone server or a cluster, told apart on first use. */
 class DetectedFleet implements Fleet {
   private detected: Promise<Fleet> | undefined;
-  private closed = false;
 
   constructor(
     private readonly url: string,
@@ -140,8 +139,6 @@ class DetectedFleet implements Fleet {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
     const fleet = await this.detected?.catch(() => undefined);
     await fleet?.close();
   }

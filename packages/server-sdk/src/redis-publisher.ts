@@ -138,6 +138,9 @@ export class RedisPublisher {
     let generation: string;
     try {
       const placement = await this.fleet.place(channel);
+      // Read first, so a shard set other than the nodes' is refused before
+      // anything is written; read after, in case the server changed since.
+      await placement.generation();
       reply = (await placement.publish(
         [keys.meta, keys.stream, keys.idempotency(key ?? "")],
         [

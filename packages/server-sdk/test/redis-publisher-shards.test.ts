@@ -192,13 +192,14 @@ describe("RedisPublisher on two named shards", () => {
     await startNodes(url());
     const alone = new RedisPublisher({ url: a.url });
     publishers.push(alone);
-    const error = await alone.publish("room:1", 1).catch((e: unknown) => e);
+    const error = await alone.publish("refused:1", 1).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as Error).message).toBe(
       `url: the fleet's nodes place channels with shards ` +
         `a=127.0.0.1:${a.port}/0,b=127.0.0.1:${b.port}/0; ` +
         "this publisher has default",
     );
+    expect(await holds(a, "refused:1")).toBe(false);
   });
 
   it("advances the generation of a server that restarted", async () => {
@@ -222,9 +223,23 @@ describe("RedisPublisher on two named shards", () => {
         epoch: `2.${before.epoch.slice(2)}`,
         offset: before.offset + 1,
       });
+      // The node gets there on its own reconnect: its position reads
+      // then carry the same epoch.
+      const position = async () => {
+        try {
+          const read = await node!.engine.read("room:g", {
+            since: undefined,
+            limit: 0,
+            reverse: false,
+          });
+          return read.epoch;
+        } catch {
+          return "redis away";
+        }
+      };
       await until(
-        () => node!.engine.health().ready,
-        "the node back on the restarted server",
+        async () => (await position()) === after.epoch,
+        "the node on the new generation",
       );
       expect(await node!.publish("room:g", "node")).toMatchObject({
         epoch: after.epoch,
