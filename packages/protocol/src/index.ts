@@ -84,5 +84,8 @@ export {
   keySlot,
   redisCredentials,
   redisIds,
+  retryUnrun,
 } from "./redis-cluster.js";
+export { evalScript } from "./redis-script.js";
+export type { ScriptSource } from "./redis-script.js";
 export type { RedisIds } from "./redis-cluster.js";

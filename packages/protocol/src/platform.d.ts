@@ -19,3 +19,5 @@ declare const crypto: {
     digest(algorithm: "SHA-1", data: Uint8Array): Promise<ArrayBuffer>;
   };
 };
+
+declare function setTimeout(callback: () => void, ms: number): unknown;

@@ -9,6 +9,7 @@ import {
   keySlot,
   redisCredentials,
   redisIds,
+  retryUnrun,
 } from "./redis-cluster.js";
 import { utf8 } from "./utf8.js";
 
@@ -90,5 +91,29 @@ describe("redisCredentials", () => {
       password: "p:w",
     });
     expect(redisCredentials("redis://h:1")).toEqual({});
+  });
+});
+
+describe("retryUnrun", () => {
+  it("sends again what the cluster did not run, then gives its reply", async () => {
+    const replies = [new Error("TRYAGAIN"), new Error("CLUSTERDOWN x"), "OK"];
+    let calls = 0;
+    const reply = await retryUnrun(async () => {
+      const next = replies[calls++]!;
+      if (next instanceof Error) throw next;
+      return next;
+    });
+    expect([reply, calls]).toEqual(["OK", 3]);
+  });
+
+  it("rejects at once with an error of a command that ran", async () => {
+    let calls = 0;
+    await expect(
+      retryUnrun(() => {
+        calls += 1;
+        return Promise.reject(new Error("ERR wrong type"));
+      }),
+    ).rejects.toThrow("ERR wrong type");
+    expect(calls).toBe(1);
   });
 });

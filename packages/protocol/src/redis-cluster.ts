@@ -105,6 +105,22 @@ export function clusterRetryDelay(
 }
 
 /**
+ * Runs `call`, and again while the cluster answers that it did not run it,
+ * waiting as `clusterRetryDelay` says; rejects with the last error.
+ */
+export async function retryUnrun<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const delay = clusterRetryDelay(error, attempt);
+      if (delay === undefined) throw error;
+      await new Promise<void>((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+/**
  * The user and password of a Redis URL, for the connections a cluster
  * client opens to the nodes it discovers.
  */

@@ -7,7 +7,7 @@ import {
   SHARD_SET_KEY,
   channelKeys,
   clusterGeneration,
-  clusterRetryDelay,
+  evalScript,
   fingerprint,
   isClusterInfo,
   keySlot,
@@ -15,7 +15,9 @@ import {
   placeShard,
   redisCredentials,
   redisIds,
+  retryUnrun,
   shardedScript,
+  type ScriptSource,
   type ShardAddress,
 } from "@switchboard/protocol";
 import { createClient, createCluster } from "redis";
@@ -297,16 +299,8 @@ class ClusterFleet implements Fleet {
    * Sends a command to the master of `key`'s slot; one the cluster did not
    * run (a slot in motion, a failover) is sent again, unchanged.
    */
-  private async send(key: string, args: string[]): Promise<unknown> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.client.sendCommand(key, false, args);
-      } catch (error) {
-        const delay = clusterRetryDelay(error, attempt);
-        if (delay === undefined) throw error;
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+  private send(key: string, args: string[]): Promise<unknown> {
+    return retryUnrun(() => this.client.sendCommand(key, false, args));
   }
 
   /** The generation of the master serving `key`, from its ids. */
@@ -348,7 +342,7 @@ function checkSet(set: string, seen: unknown): void {
 
 /** A Lua script run by its SHA, sent whole once where Redis lacks it. */
 class Script {
-  private sha: Promise<string> | undefined;
+  private source: Promise<ScriptSource> | undefined;
 
   constructor(private readonly text: string) {}
 
@@ -357,16 +351,8 @@ class Script {
     keys: string[],
     args: string[],
   ): Promise<unknown> {
-    this.sha ??= sha1(this.text);
-    const rest = [String(keys.length), ...keys, ...args];
-    try {
-      return await send(["EVALSHA", await this.sha, ...rest]);
-    } catch (error) {
-      if (!String((error as Error).message).startsWith("NOSCRIPT")) {
-        throw error;
-      }
-      return send(["EVAL", this.text, ...rest]);
-    }
+    this.source ??= sha1(this.text).then((sha) => ({ text: this.text, sha }));
+    return evalScript(send, await this.source, keys, args);
   }
 }
 

@@ -1,4 +1,4 @@
-import { clusterRetryDelay } from "@switchboard/protocol";
+import { retryUnrun } from "@switchboard/protocol";
 import type { createClient, createCluster } from "redis";
 
 /** A connected node-redis client, as this package creates them. */
@@ -36,22 +36,9 @@ export function serverStore(client: () => RedisClient): KeyStore {
  */
 export function clusterStore(cluster: RedisClusterClient): KeyStore {
   return {
-    send: async (key, args) => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await cluster.sendCommand(key, false, [...args]);
-        } catch (error) {
-          const delay = clusterRetryDelay(error, attempt);
-          if (delay === undefined) throw error;
-          await sleep(delay);
-        }
-      }
-    },
+    send: (key, args) =>
+      retryUnrun(() => cluster.sendCommand(key, false, [...args])),
     publish: "SPUBLISH",
     sharded: true,
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
