@@ -86,6 +86,6 @@ export {
   redisIds,
   retryUnrun,
 } from "./redis-cluster.js";
-export { evalScript } from "./redis-script.js";
+export { evalScript, scriptSource } from "./redis-script.js";
 export type { ScriptSource } from "./redis-script.js";
 export type { RedisIds } from "./redis-cluster.js";

@@ -14,10 +14,4 @@ declare class URL {
   readonly password: string;
 }
 
-declare const crypto: {
-  readonly subtle: {
-    digest(algorithm: "SHA-1", data: Uint8Array): Promise<ArrayBuffer>;
-  };
-};
-
 declare function setTimeout(callback: () => void, ms: number): unknown;

@@ -1,3 +1,4 @@
+import { sha1 } from "./sha1.js";
 import { utf8 } from "./utf8.js";
 
 /** Hash slots of a Redis Cluster. */
@@ -56,16 +57,11 @@ const BASE64URL =
  * The generation of a Redis Cluster master, first part of the epochs of
  * its channels. A master has no key of its own to count in (keys live in
  * slots, which move): its generation is its ids, digested, so it changes
- * when the master restarts or a replica takes over.
+ * when the master restarts or a replica takes over. The first 6 bytes of
+ * the SHA-1 of `<run>:<repl>`, as 8 characters of base64url.
  */
-export async function clusterGeneration(ids: RedisIds): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest(
-      "SHA-1",
-      new Uint8Array(utf8(`${ids.run}:${ids.repl}`)),
-    ),
-  );
-  // The first 6 bytes: 8 characters of base64url.
+export function clusterGeneration(ids: RedisIds): string {
+  const digest = sha1(utf8(`${ids.run}:${ids.repl}`));
   let text = "";
   for (let i = 0; i < 6; i += 3) {
     const word = (digest[i]! << 16) | (digest[i + 1]! << 8) | digest[i + 2]!;

@@ -1,7 +1,18 @@
+import { sha1 } from "./sha1.js";
+import { utf8 } from "./utf8.js";
+
 /** A Lua script and its SHA-1 in hex, as EVALSHA names it. */
 export interface ScriptSource {
   readonly text: string;
   readonly sha: string;
+}
+
+/** The source of the script `text`, with its SHA-1. */
+export function scriptSource(text: string): ScriptSource {
+  const sha = sha1(utf8(text))
+    .map((byte) => byte.toString(16).padStart(2, "0"))
+    .join("");
+  return { text, sha };
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   redisCredentials,
   redisIds,
   retryUnrun,
+  scriptSource,
   shardedScript,
   type ScriptSource,
   type ShardAddress,
@@ -44,7 +45,11 @@ const GENERATION_MAX_AGE_MS = 1_000;
 export interface Placement {
   /** Runs the publish script there; resolves with its reply. */
   publish(keys: string[], args: string[]): Promise<unknown>;
-  /** The generation of that shard: the first part of its epochs. */
+  /**
+   * The generation of that shard: the first part of its epochs. Rejects
+   * with an `InvalidArgumentError` when the shard's nodes place channels
+   * with another shard set.
+   */
   generation(): Promise<string>;
 }
 
@@ -199,11 +204,13 @@ class ServerShard implements Placement {
     private readonly client: RedisClient,
     private readonly owned: boolean,
   ) {
-    // A new connection may reach a restarted or failed-over server.
-    client.on("ready", () => {
-      this.known = undefined;
-    });
+    client.on("ready", this.forget);
   }
+
+  /** A new connection may reach a restarted or failed-over server. */
+  private readonly forget = (): void => {
+    this.known = undefined;
+  };
 
   async send(args: string[]): Promise<unknown> {
     const { client } = this;
@@ -251,6 +258,7 @@ class ServerShard implements Placement {
   }
 
   async close(): Promise<void> {
+    this.client.off("ready", this.forget);
     if (this.owned && this.client.isOpen) await this.client.close();
   }
 }
@@ -319,7 +327,7 @@ class ClusterFleet implements Fleet {
       return known.value;
     }
     const node = await this.client.nodeClient(master);
-    const value = await clusterGeneration(
+    const value = clusterGeneration(
       redisIds(await node.info("server"), await node.info("replication")),
     );
     this.known.set(master.address, { value, at: Date.now() });
@@ -342,26 +350,17 @@ function checkSet(set: string, seen: unknown): void {
 
 /** A Lua script run by its SHA, sent whole once where Redis lacks it. */
 class Script {
-  private source: Promise<ScriptSource> | undefined;
+  private readonly source: ScriptSource;
 
-  constructor(private readonly text: string) {}
+  constructor(text: string) {
+    this.source = scriptSource(text);
+  }
 
-  async run(
+  run(
     send: (command: string[]) => Promise<unknown>,
     keys: string[],
     args: string[],
   ): Promise<unknown> {
-    this.source ??= sha1(this.text).then((sha) => ({ text: this.text, sha }));
-    return evalScript(send, await this.source, keys, args);
+    return evalScript(send, this.source, keys, args);
   }
-}
-
-async function sha1(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-1",
-    new TextEncoder().encode(text),
-  );
-  return [...new Uint8Array(digest)]
-    .map((byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
 }

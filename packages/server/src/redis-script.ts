@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
-
 import {
   evalScript,
+  scriptSource,
   shardedScript,
   type ScriptSource,
 } from "@switchboard/protocol";
@@ -9,10 +8,6 @@ import {
 import type { KeyStore } from "./key-store.js";
 
 export type { RedisClient } from "./key-store.js";
-
-function source(text: string): ScriptSource {
-  return { text, sha: createHash("sha1").update(text).digest("hex") };
-}
 
 /**
  * A Lua script run by its SHA, sent whole once when Redis lacks it. On a
@@ -23,8 +18,8 @@ export class RedisScript {
   private readonly sharded: ScriptSource;
 
   constructor(text: string) {
-    this.plain = source(text);
-    this.sharded = source(shardedScript(text));
+    this.plain = scriptSource(text);
+    this.sharded = scriptSource(shardedScript(text));
   }
 
   /** Runs the script with `keys` and `args`, on the slot of `keys[0]`. */

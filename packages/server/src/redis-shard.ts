@@ -398,7 +398,7 @@ export class RedisShard {
     const replication = await this.commands.info("replication");
     const ids = redisIds(server, replication);
     const generation = this.sharded
-      ? await clusterGeneration(ids)
+      ? clusterGeneration(ids)
       : String(
           await generationScript.run(
             serverStore(() => this.commands),
