@@ -11,7 +11,6 @@ import {
   redisIds,
   retryUnrun,
 } from "./redis-cluster.js";
-import { utf8 } from "./utf8.js";
 
 describe("keySlot", () => {
   it("is CRC16 (XMODEM) of the key modulo 16384", () => {
@@ -27,14 +26,6 @@ describe("keySlot", () => {
     expect(keySlot("foo{bar}{zap}")).toBe(keySlot("bar"));
     expect(keySlot("foo{}{bar}")).not.toBe(keySlot("bar"));
     expect(keySlot("x{é}y")).toBe(keySlot("é"));
-  });
-});
-
-describe("utf8", () => {
-  it("encodes as the platform does, lone surrogates as U+FFFD", () => {
-    for (const text of ["plain", "é€", "😀 room", "\ud800x", "x\udc00"]) {
-      expect(utf8(text)).toEqual([...Buffer.from(text, "utf8")]);
-    }
   });
 });
 

@@ -1,5 +1,5 @@
-import { sha1 } from "./sha1.js";
-import { utf8 } from "./utf8.js";
+import { sha1 } from "@noble/hashes/legacy.js";
+import { utf8ToBytes } from "@noble/hashes/utils.js";
 
 /** Hash slots of a Redis Cluster. */
 export const SLOTS = 16384;
@@ -18,7 +18,7 @@ const CRC16_TABLE = Array.from({ length: 256 }, (_, n) => {
  * the whole key, modulo 16384.
  */
 export function keySlot(key: string): number {
-  let bytes = utf8(key);
+  let bytes = utf8ToBytes(key);
   const open = bytes.indexOf(0x7b);
   if (open !== -1) {
     const close = bytes.indexOf(0x7d, open + 1);
@@ -61,7 +61,7 @@ const BASE64URL =
  * the SHA-1 of `<run>:<repl>`, as 8 characters of base64url.
  */
 export function clusterGeneration(ids: RedisIds): string {
-  const digest = sha1(utf8(`${ids.run}:${ids.repl}`));
+  const digest = sha1(utf8ToBytes(`${ids.run}:${ids.repl}`));
   let text = "";
   for (let i = 0; i < 6; i += 3) {
     const word = (digest[i]! << 16) | (digest[i + 1]! << 8) | digest[i + 2]!;

@@ -1,5 +1,5 @@
-import { sha1 } from "./sha1.js";
-import { utf8 } from "./utf8.js";
+import { sha1 } from "@noble/hashes/legacy.js";
+import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
 
 /** A Lua script and its SHA-1 in hex, as EVALSHA names it. */
 export interface ScriptSource {
@@ -9,9 +9,7 @@ export interface ScriptSource {
 
 /** The source of the script `text`, with its SHA-1. */
 export function scriptSource(text: string): ScriptSource {
-  const sha = sha1(utf8(text))
-    .map((byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
+  const sha = bytesToHex(sha1(utf8ToBytes(text)));
   return { text, sha };
 }
 

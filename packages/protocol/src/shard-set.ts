@@ -1,4 +1,4 @@
-import { utf8 } from "./utf8.js";
+import { utf8ToBytes } from "@noble/hashes/utils.js";
 
 /** One Redis shard of a fleet: a name and where it is. */
 export interface ShardAddress {
@@ -121,7 +121,7 @@ const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
 /** CRC-32 (IEEE) of the UTF-8 bytes of `text`, as an unsigned integer. */
 export function crc32(text: string): number {
   let crc = 0xffffffff;
-  for (const byte of utf8(text)) {
+  for (const byte of utf8ToBytes(text)) {
     crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
   }
   return (crc ^ 0xffffffff) >>> 0;
