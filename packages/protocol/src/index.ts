@@ -67,3 +67,25 @@ export {
   topicChannel,
 } from "./redis-schema.js";
 export type { ChannelKeys, TopicPayload } from "./redis-schema.js";
+export {
+  RedisUrlError,
+  SINGLE_SHARD,
+  crc32,
+  fingerprint,
+  parseShards,
+  placeShard,
+} from "./shard-set.js";
+export type { ShardAddress } from "./shard-set.js";
+export {
+  SLOTS,
+  clusterGeneration,
+  clusterRetryDelay,
+  isClusterInfo,
+  keySlot,
+  redisCredentials,
+  redisIds,
+  retryUnrun,
+} from "./redis-cluster.js";
+export { evalScript, scriptSource } from "./redis-script.js";
+export type { ScriptSource } from "./redis-script.js";
+export type { RedisIds } from "./redis-cluster.js";

@@ -1,6 +1,4 @@
 import {
-  PUBLISH_SCRIPT,
-  SHARD_KEY,
   channelKeys,
   isValidChannel,
   isValidIdempotencyKey,
@@ -8,11 +6,12 @@ import {
   type Json,
   type PublishResult,
 } from "@switchboard/protocol";
-import { createClient } from "redis";
-
 import { DEFAULT_TIMEOUT_MS, type BroadcastResult } from "./api-client.js";
 import { InvalidArgumentError, NetworkError, TimeoutError } from "./errors.js";
 import { jsonText } from "./json-data.js";
+import { openFleet, type Fleet, type RedisClient } from "./redis-fleet.js";
+
+export type { RedisClient } from "./redis-fleet.js";
 
 /** Messages kept per channel: a node's default `historySize`. */
 export const DEFAULT_HISTORY_SIZE = 100;
@@ -25,11 +24,6 @@ export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 300_000;
 /** Largest serialized `data`, in bytes (64 KiB). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 65_536;
 
-/** Connection attempts per publish before it fails. */
-const RECONNECT_TRIES = 3;
-/** Pause between connection attempts, in ms. */
-const RECONNECT_DELAY_MS = 100;
-
 /** History settings of one namespace, as the fleet's `namespaces` has. */
 export interface RedisNamespaceOptions {
   historySize?: number;
@@ -39,18 +33,22 @@ export interface RedisNamespaceOptions {
   idempotencyWindow?: number;
 }
 
-/** A connected node-redis client. */
-export type RedisClient = ReturnType<typeof createClient>;
-
 /**
  * Options of `RedisPublisher`. History and idempotency settings must be the
  * ones the fleet's nodes run with, or channels published here keep a
  * different history than those published through a node.
  */
 export interface RedisPublisherOptions {
-  /** The fleet's `--redis-url`. @default "redis://127.0.0.1:6379" */
+  /**
+   * The fleet's `--redis-url`, as is: one Redis server, one node of a
+   * Redis Cluster (told apart on first use, as nodes do), or named shards
+   * `a=redis://...,b=redis://...`. @default "redis://127.0.0.1:6379"
+   */
   url?: string;
-  /** A node-redis client to use instead of `url`; `close()` leaves it. */
+  /**
+   * A node-redis client of the fleet's one standalone Redis server, used
+   * instead of `url`; `close()` leaves it open.
+   */
   client?: RedisClient;
   /** @default 100 */
   historySize?: number;
@@ -73,16 +71,14 @@ export interface RedisPublisherOptions {
 
 /**
  * Publishes straight into the Redis of a fleet that runs the redis
- * engine, with the same script and keys as a node, so subscribers on every
- * node get the message as if a node had published it. Needs a TCP
- * connection, so it runs on Node, not on edge runtimes.
+ * engine, with the same script, keys, shard and epoch as a node, so
+ * subscribers on every node get the message as if a node had published
+ * it. Works on one Redis server, named shards and a Redis Cluster. Needs
+ * TCP connections, so it runs on Node, not on edge runtimes.
  */
 export class RedisPublisher {
-  private readonly client: RedisClient;
-  private readonly owned: boolean;
+  private readonly fleet: Fleet;
   private readonly options: Required<Omit<RedisPublisherOptions, "client">>;
-  private connecting: Promise<unknown> | undefined;
-  private sha: string | undefined;
 
   constructor(options: RedisPublisherOptions = {}) {
     this.options = {
@@ -128,21 +124,7 @@ export class RedisPublisher {
         0,
       );
     }
-    this.owned = options.client === undefined;
-    this.client =
-      options.client ??
-      createClient({
-        url: this.options.url,
-        disableOfflineQueue: true,
-        // A publish fails fast instead of waiting through endless retries;
-        // the next publish connects again.
-        socket: {
-          reconnectStrategy: (retries, cause) =>
-            retries >= RECONNECT_TRIES ? cause : RECONNECT_DELAY_MS,
-        },
-      });
-    // node-redis emits errors while it reconnects; calls report them.
-    if (this.owned) this.client.on("error", () => {});
+    this.fleet = openFleet(this.options.url, options.client);
   }
 
   /** Publishes `data` on `channel`; resolves with its position. */
@@ -163,24 +145,39 @@ export class RedisPublisher {
     const serialized = serialize(data, this.options.maxMessageSize);
     const settings = this.settings(channel);
     const keys = channelKeys(channel);
-    const reply = (await this.run(
-      [keys.meta, keys.stream, keys.idempotency(key ?? "")],
-      [
-        serialized,
-        "",
-        String(settings.historySize),
-        String(settings.historyTtl),
-        String(this.options.historyMetaTtl),
-        String(key ? settings.idempotencyWindow : 0),
-        newEpoch(),
-        keys.topic,
-      ],
-    )) as [string, number, number];
-    const generation = await this.command(() =>
-      this.client.hGet(SHARD_KEY, "gen"),
-    );
+    let reply: [string, number, number];
+    let generation: string;
+    try {
+      const placement = await this.within("connect", this.fleet.place(channel));
+      // Read first, so a shard set other than the nodes' is refused before
+      // anything is written; read after, in case the server changed since.
+      await this.within("generation", placement.generation());
+      reply = (await this.within(
+        "publish",
+        placement.publish(
+          [keys.meta, keys.stream, keys.idempotency(key ?? "")],
+          [
+            serialized,
+            "",
+            String(settings.historySize),
+            String(settings.historyTtl),
+            String(this.options.historyMetaTtl),
+            String(key ? settings.idempotencyWindow : 0),
+            newEpoch(),
+            keys.topic,
+          ],
+        ),
+      )) as [string, number, number];
+      generation = await this.within("generation", placement.generation());
+    } catch (error) {
+      if (error instanceof InvalidArgumentError) throw error;
+      if (error instanceof TimeoutError) throw error;
+      throw new NetworkError(`redis: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
     return {
-      epoch: generation ? `${generation}.${reply[0]}` : reply[0],
+      epoch: `${generation}.${reply[0]}`,
       offset: reply[1],
       ...(reply[2] === 1 ? { duplicate: true } : {}),
     };
@@ -203,19 +200,9 @@ export class RedisPublisher {
     );
   }
 
-  /** Closes the Redis connection it opened; a given client is left open. */
+  /** Closes the Redis connections it opened; a given client is left open. */
   async close(): Promise<void> {
-    if (this.owned && this.client.isOpen) await this.client.close();
-  }
-
-  private settings(channel: string): Required<RedisNamespaceOptions> {
-    const namespace = this.options.namespaces[namespaceOf(channel)] ?? {};
-    return {
-      historySize: namespace.historySize ?? this.options.historySize,
-      historyTtl: namespace.historyTtl ?? this.options.historyTtl,
-      idempotencyWindow:
-        namespace.idempotencyWindow ?? this.options.idempotencyWindow,
-    };
+    await this.fleet.close();
   }
 
   /**
@@ -238,37 +225,14 @@ export class RedisPublisher {
     }
   }
 
-  private async run(keys: string[], args: string[]): Promise<unknown> {
-    const options = { keys, arguments: args };
-    this.sha ??= await sha1(PUBLISH_SCRIPT);
-    const sha = this.sha;
-    return this.command(async () => {
-      try {
-        return await this.client.evalSha(sha, options);
-      } catch (error) {
-        if (!String((error as Error).message).startsWith("NOSCRIPT")) {
-          throw error;
-        }
-        return this.client.eval(PUBLISH_SCRIPT, options);
-      }
-    });
-  }
-
-  private async command<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      if (!this.client.isOpen) {
-        this.connecting ??= this.client.connect().finally(() => {
-          this.connecting = undefined;
-        });
-        await this.within("connect", this.connecting);
-      }
-      return await this.within("command", call());
-    } catch (error) {
-      if (error instanceof TimeoutError) throw error;
-      throw new NetworkError(`redis: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
+  private settings(channel: string): Required<RedisNamespaceOptions> {
+    const namespace = this.options.namespaces[namespaceOf(channel)] ?? {};
+    return {
+      historySize: namespace.historySize ?? this.options.historySize,
+      historyTtl: namespace.historyTtl ?? this.options.historyTtl,
+      idempotencyWindow:
+        namespace.idempotencyWindow ?? this.options.idempotencyWindow,
+    };
   }
 }
 
@@ -295,14 +259,4 @@ function newEpoch(): string {
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");
-}
-
-async function sha1(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-1",
-    new TextEncoder().encode(text),
-  );
-  return [...new Uint8Array(digest)]
-    .map((byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
 }

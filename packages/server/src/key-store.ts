@@ -1,3 +1,4 @@
+import { retryUnrun } from "@switchboard/protocol";
 import type { createClient, createCluster } from "redis";
 
 /** A connected node-redis client, as this package creates them. */
@@ -29,41 +30,15 @@ export function serverStore(client: () => RedisClient): KeyStore {
 }
 
 /**
- * Replies of a cluster that did not run the command: a slot in motion
- * (MOVED and ASK past the client's own redirections, TRYAGAIN while a
- * multi-key slot migrates) or a cluster between failover steps.
- */
-const NOT_RUN = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
-
-/** First wait before a command the cluster did not run is sent again. */
-const FIRST_RETRY_MS = 20;
-
-/** Waits before giving up, doubling: about 2.5 s in all. */
-const RETRIES = 7;
-
-/**
  * The keys of a Redis Cluster. A command the cluster answered without
  * running it is sent again, unchanged, while slots move or a failover
  * completes: a publish keeps its idempotency key, so it lands once.
  */
 export function clusterStore(cluster: RedisClusterClient): KeyStore {
   return {
-    send: async (key, args) => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await cluster.sendCommand(key, false, [...args]);
-        } catch (error) {
-          const message = String((error as Error).message);
-          if (attempt >= RETRIES || !NOT_RUN.test(message)) throw error;
-          await sleep(FIRST_RETRY_MS * 2 ** attempt);
-        }
-      }
-    },
+    send: (key, args) =>
+      retryUnrun(() => cluster.sendCommand(key, false, [...args])),
     publish: "SPUBLISH",
     sharded: true,
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

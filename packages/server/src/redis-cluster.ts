@@ -1,6 +1,12 @@
+import {
+  SLOTS,
+  isClusterInfo,
+  keySlot,
+  redisCredentials,
+  type ShardAddress,
+} from "@switchboard/protocol";
 import { createClient, createCluster } from "redis";
 
-import { SLOTS, keySlot } from "./key-slot.js";
 import {
   clusterStore,
   type KeyStore,
@@ -8,7 +14,6 @@ import {
 } from "./key-store.js";
 import type { Logger } from "./logger.js";
 import type { RedisShard } from "./redis-shard.js";
-import type { ShardAddress } from "./shard-set.js";
 
 /** Options of a Redis Cluster under the redis engine. */
 export interface RedisClusterOptions {
@@ -33,7 +38,7 @@ export async function isClusterNode(url: string): Promise<boolean> {
   client.on("error", () => undefined);
   try {
     await client.connect();
-    return /cluster_enabled:1/.test(await client.info("cluster"));
+    return isClusterInfo(await client.info("cluster"));
   } finally {
     client.destroy();
   }
@@ -58,7 +63,7 @@ export class RedisCluster {
   constructor(private readonly options: RedisClusterOptions) {
     this.client = createCluster({
       rootNodes: [{ url: options.url }],
-      defaults: { disableOfflineQueue: true, ...credentials(options.url) },
+      defaults: { disableOfflineQueue: true, ...redisCredentials(options.url) },
     });
     this.client.on("error", (error: Error) =>
       options.logger.debug({ err: error.message }, "redis cluster error"),
@@ -148,13 +153,4 @@ export class RedisCluster {
       ...[...this.masters.values()].map((shard) => shard.close()),
     ]);
   }
-}
-
-/** The user and password of `url`, for the cluster's node connections. */
-function credentials(url: string): { username?: string; password?: string } {
-  const parsed = new URL(url);
-  return {
-    ...(parsed.username && { username: decodeURIComponent(parsed.username) }),
-    ...(parsed.password && { password: decodeURIComponent(parsed.password) }),
-  };
 }

@@ -10,6 +10,8 @@ import {
   READ_SCRIPT,
   channelKeys,
   decodeTopicPayload,
+  fingerprint,
+  placeShard,
   type Publisher,
 } from "@switchboard/protocol";
 
@@ -33,12 +35,7 @@ import { RedisCluster, isClusterNode } from "./redis-cluster.js";
 import { RedisScript } from "./redis-script.js";
 import { RedisShard } from "./redis-shard.js";
 import { RequestError } from "./request-error.js";
-import {
-  fingerprint,
-  parseShards,
-  placeShard,
-  type ShardAddress,
-} from "./shard-set.js";
+import { parseShards, type ShardAddress } from "./shard-set.js";
 
 /** Options of the redis engine. */
 export interface RedisEngineOptions {

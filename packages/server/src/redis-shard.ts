@@ -7,18 +7,19 @@ import {
   SHARD_SET_KEY,
   SHARD_SET_SCRIPT,
   channelKeys,
+  clusterGeneration,
+  isClusterInfo,
+  keySlot,
   nodeKeys,
+  redisIds,
+  type ShardAddress,
 } from "@switchboard/protocol";
-import { createHash } from "node:crypto";
-
 import { createClient } from "redis";
 
-import { keySlot } from "./key-slot.js";
 import { serverStore, type KeyStore } from "./key-store.js";
 import type { Logger } from "./logger.js";
 import { RedisScript, type RedisClient } from "./redis-script.js";
 import { RequestError } from "./request-error.js";
-import type { ShardAddress } from "./shard-set.js";
 
 /** Options of one shard of the redis engine. */
 export interface RedisShardOptions {
@@ -395,20 +396,14 @@ export class RedisShard {
   async checkGeneration(): Promise<void> {
     const server = await this.commands.info("server");
     const replication = await this.commands.info("replication");
-    const run = /run_id:(\w+)/.exec(server)?.[1] ?? "";
-    const repl = /master_replid:(\w+)/.exec(replication)?.[1] ?? "";
-    // A cluster master has no key of its own to count in (keys live in
-    // slots, which move): its generation is its ids, digested.
+    const ids = redisIds(server, replication);
     const generation = this.sharded
-      ? createHash("sha1")
-          .update(`${run}:${repl}`)
-          .digest("base64url")
-          .slice(0, 8)
+      ? clusterGeneration(ids)
       : String(
           await generationScript.run(
             serverStore(() => this.commands),
             [SHARD_KEY],
-            [run, repl],
+            [ids.run, ids.repl],
           ),
         );
     if (generation === this.generation) return;
@@ -551,7 +546,7 @@ export class RedisShard {
   private async checkClusterMode(): Promise<void> {
     if (this.sharded) return;
     const info = await this.commands.info("cluster");
-    this.clusterProblem = /cluster_enabled:1/.test(info)
+    this.clusterProblem = isClusterInfo(info)
       ? `shard ${this.name} is a Redis Cluster node; give a cluster as ` +
         "one URL, without shard names"
       : undefined;

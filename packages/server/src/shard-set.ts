@@ -1,122 +1,21 @@
+import {
+  RedisUrlError,
+  parseShards as parseRedisUrl,
+  type ShardAddress,
+} from "@switchboard/protocol";
+
 import { ConfigError } from "./errors.js";
 
-/** One Redis shard of the redis engine: a name and where it is. */
-export interface ShardAddress {
-  readonly name: string;
-  readonly url: string;
-  /** `host:port/db` of the URL: what makes two URLs the same server. */
-  readonly identity: string;
-}
+export type { ShardAddress } from "@switchboard/protocol";
 
-/** The name of the one shard a plain `redisUrl` describes. */
-export const SINGLE_SHARD = "default";
-
-const SHARD_NAME = /^[A-Za-z0-9_-]{1,32}$/;
-
-/**
- * Parses `redisUrl`: one plain URL is one shard; `a=redis://...,b=...`
- * names several. Throws a `ConfigError` naming what is wrong.
- */
+/** The shards of `redisUrl`; a URL that cannot be used is a `ConfigError`. */
 export function parseShards(redisUrl: string): ShardAddress[] {
-  const parts = redisUrl.split(",").map((part) => part.trim());
-  const named = parts.map((part) => /^([^=/:]+)=(.*)$/.exec(part));
-  if (parts.length === 1 && !named[0]) {
-    return [address(SINGLE_SHARD, parts[0]!)];
-  }
-  const shards = parts.map((part, i) => {
-    const match = named[i];
-    if (!match) {
-      throw new ConfigError(
-        `redisUrl: with several shards each is name=URL, got "${part}"`,
-      );
-    }
-    if (!SHARD_NAME.test(match[1]!)) {
-      throw new ConfigError(
-        `redisUrl: shard name "${match[1]}" must be 1-32 of A-Za-z0-9_-`,
-      );
-    }
-    return address(match[1]!, match[2]!);
-  });
-  for (const [i, shard] of shards.entries()) {
-    const twin = shards.slice(0, i).find((s) => s.name === shard.name);
-    if (twin) throw new ConfigError(`redisUrl: shard "${twin.name}" twice`);
-    const same = shards.slice(0, i).find((s) => s.identity === shard.identity);
-    if (same) {
-      throw new ConfigError(
-        `redisUrl: shards "${same.name}" and "${shard.name}" are one server`,
-      );
-    }
-  }
-  return shards.sort((a, b) => (a.name < b.name ? -1 : 1));
-}
-
-function address(name: string, url: string): ShardAddress {
-  let parsed: URL;
   try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(`redisUrl: "${url}" is not a URL`);
-  }
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-    throw new ConfigError(
-      `redisUrl: "${url}" must start with redis:// or rediss://`,
-    );
-  }
-  const db = Number(parsed.pathname.slice(1) || "0");
-  const port = parsed.port || "6379";
-  return {
-    name,
-    url,
-    identity: `${parsed.hostname.toLowerCase()}:${port}/${db}`,
-  };
-}
-
-/**
- * The shard set as every node of a fleet must see it: names and server
- * identities, sorted, without credentials. Nodes compare it on each shard.
- * One shard is its name alone: every channel lands on it whatever address
- * a node reaches it by (a proxy, another host name).
- */
-export function fingerprint(shards: readonly ShardAddress[]): string {
-  if (shards.length === 1) return shards[0]!.name;
-  return shards
-    .map((shard) => `${shard.name}=${shard.identity}`)
-    .sort()
-    .join(",");
-}
-
-/**
- * The shard a channel lives on: the highest CRC32 of `<name>:<channel>`
- * (rendezvous hashing), so adding or removing a shard moves only the
- * channels that land on, or leave, that shard.
- */
-export function placeShard<T extends { readonly name: string }>(
-  shards: readonly T[],
-  channel: string,
-): T {
-  let best = shards[0]!;
-  let bestScore = -1;
-  for (const shard of shards) {
-    const score = crc32(`${shard.name}:${channel}`);
-    if (score > bestScore || (score === bestScore && shard.name < best.name)) {
-      best = shard;
-      bestScore = score;
+    return parseRedisUrl(redisUrl);
+  } catch (error) {
+    if (error instanceof RedisUrlError) {
+      throw new ConfigError(error.message, { cause: error });
     }
+    throw error;
   }
-  return best;
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-/** CRC-32 (IEEE) of the UTF-8 bytes of `text`, as an unsigned integer. */
-export function crc32(text: string): number {
-  let crc = 0xffffffff;
-  for (const byte of Buffer.from(text, "utf8")) {
-    crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
-  }
-  return (crc ^ 0xffffffff) >>> 0;
 }

@@ -3,9 +3,9 @@
  * test's own. Channels are placed by rendezvous hashing, and nodes that
  * disagree on the shard set are not ready.
  */
+import { fingerprint, parseShards, placeShard } from "@switchboard/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { fingerprint, parseShards, placeShard } from "../src/shard-set.js";
 import {
   TestClient,
   http,
