@@ -1,9 +1,9 @@
-import { request } from "node:http";
 import { fileURLToPath } from "node:url";
 
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { upgradeStatus } from "../../../packages/next/test/upgrade-status.js";
 import {
   editFile,
   launchBrowser,
@@ -19,34 +19,6 @@ import {
 const ROOM_FILE = fileURLToPath(
   new URL("../components/room.tsx", import.meta.url),
 );
-
-/** The status of a hand-made upgrade request to `path`. */
-function rawUpgrade(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      headers: {
-        connection: "Upgrade",
-        upgrade: "websocket",
-        "sec-websocket-version": "13",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      },
-    });
-    req.on("upgrade", (response, socket) => {
-      socket.destroy();
-      resolve(response.statusCode!);
-    });
-    req.on("response", (response) => {
-      response.resume();
-      resolve(response.statusCode!);
-    });
-    req.on("error", reject);
-    req.setTimeout(10_000, () => reject(new Error(`no answer on ${path}`)));
-    req.end();
-  });
-}
 
 /** Publishes a notice in `room` through the example's route handler. */
 async function announce(page: Page, app: App, room: string, text: string) {
@@ -184,10 +156,10 @@ export function developmentTests(): void {
           (window as unknown as { marker: number }).marker = 1;
         });
 
-        expect(await rawUpgrade(app.port, "/ws")).toBe(101);
-        expect(await rawUpgrade(app.port, hmr[0]!)).toBe(101);
-        expect(await rawUpgrade(app.port, "/foo")).toBe(404);
-        expect(await rawUpgrade(app.port, "/_next/foo")).toBe(404);
+        expect(await upgradeStatus(app.port, "/ws")).toBe(101);
+        expect(await upgradeStatus(app.port, hmr[0]!)).toBe(101);
+        expect(await upgradeStatus(app.port, "/foo")).toBe(404);
+        expect(await upgradeStatus(app.port, "/_next/foo")).toBe(404);
 
         restore = await editFile(
           ROOM_FILE,

@@ -1,4 +1,4 @@
-import { createServer, request, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { SwitchboardClient } from "@switchboard/client";
@@ -11,6 +11,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { attachSwitchboard } from "../src/index.js";
+import { upgradeStatus } from "./upgrade-status.js";
 
 const opened: { node: SwitchboardNode; server: Server }[] = [];
 
@@ -53,33 +54,6 @@ async function serve(
   opened.push({ node, server });
   const { port } = server.address() as AddressInfo;
   return { node, server, port, nextUpgrades };
-}
-
-/** The status of a hand-made upgrade request. */
-function upgradeStatus(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path,
-      headers: {
-        connection: "Upgrade",
-        upgrade: "websocket",
-        "sec-websocket-version": "13",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      },
-    });
-    req.on("upgrade", (response, socket) => {
-      socket.destroy();
-      resolve(response.statusCode!);
-    });
-    req.on("response", (response) => {
-      response.resume();
-      resolve(response.statusCode!);
-    });
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 describe("attachSwitchboard", () => {
