@@ -40,17 +40,18 @@ const NGINX_STOP_TIMEOUT_MS = 5_000;
 const HELP = `Usage: switchboard cluster [--nodes N] [options]
 
 For development: runs N nodes (switchboard start --engine redis) on
-consecutive ports from --base-port, sharing one Redis, and, when nginx is
-on PATH, nginx in front of them on --port with the config of
-\`switchboard nginx\` (kept in a temp directory). Without nginx it says so
-and runs the nodes only.
+consecutive ports from --base-port, sharing one Redis (a server, named
+shards or a Redis Cluster), and, when nginx is on PATH, nginx in front of
+them on --port with the config of \`switchboard nginx\` (kept in a temp
+directory). Without nginx it says so and runs the nodes only.
 
 Options:
   --nodes <n>          how many nodes (default ${DEFAULT_CLUSTER_NODES})
   --base-port <port>   port of the first node (default ${DEFAULT_BASE_PORT})
   --port <port>        where nginx listens (default ${DEFAULT_PROXY_PORT})
   --host <address>     where nginx and the nodes listen (default 127.0.0.1)
-  --redis-url <url>    the Redis of every node
+  --redis-url <url>    the Redis of every node: redis://host:port, a node
+                       of a Redis Cluster, or a=redis://...,b=redis://...
                        (default redis://127.0.0.1:6379)
   --nginx <file>       the nginx binary (default nginx on PATH)
   --no-nginx           run the nodes only

@@ -43,6 +43,12 @@ describe("switchboard start", () => {
   it.each([
     [["--bogus"], {}, "switchboard: Unknown option '--bogus'"],
     [
+      ["--engine", "redis", "--redis-url", "redis://127.0.0.1:6379/abc"],
+      {},
+      'switchboard: redisUrl: "redis://127.0.0.1:6379/abc": the path must' +
+        " be a database number",
+    ],
+    [
       ["--port", "http"],
       {},
       'switchboard: --port must be an integer, got "http"',
@@ -137,6 +143,22 @@ describe("switchboard start", () => {
       "--drain-delay",
       "50ms",
       "--drain-window",
+      "50ms",
+    ]);
+    node.child.kill("SIGTERM");
+    expect((await node.done).code).toBe(0);
+  });
+
+  it("drains and exits 0 while its Redis has never answered", async () => {
+    const [port, nowhere] = await Promise.all([freePort(), freePort()]);
+    const node = await startNode([
+      "--port",
+      String(port),
+      "--engine",
+      "redis",
+      "--redis-url",
+      `redis://127.0.0.1:${nowhere}`,
+      "--drain-delay",
       "50ms",
     ]);
     node.child.kill("SIGTERM");

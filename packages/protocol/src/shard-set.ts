@@ -68,7 +68,18 @@ function address(name: string, url: string): ShardAddress {
       `redisUrl: "${url}" must start with redis:// or rediss://`,
     );
   }
-  const db = Number(parsed.pathname.slice(1) || "0");
+  if (parsed.hostname === "") {
+    throw new RedisUrlError(`redisUrl: "${url}" names no host`);
+  }
+  // Redis numbers its databases 0 to 15 unless configured otherwise; what
+  // is not a whole number could never be selected.
+  const path = parsed.pathname.slice(1);
+  if (path !== "" && !/^\d{1,5}$/.test(path)) {
+    throw new RedisUrlError(
+      `redisUrl: "${url}": the path must be a database number`,
+    );
+  }
+  const db = Number(path || "0");
   const port = parsed.port || "6379";
   return {
     name,

@@ -251,7 +251,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     name: "canaryInterval",
     kind: "duration",
     description:
-      "canary through the node's own subscription; cluster slot map read (redis)",
+      "canary via the node's own subscription; slot map read (redis)",
   },
   {
     name: "positionCheckInterval",
@@ -261,7 +261,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "deafDrainAfter",
     kind: "duration",
-    description: "deafness before a node moves its clients away (0: never)",
+    description: "deaf time before clients are moved away (0: never; redis)",
   },
   {
     name: "redisPingInterval",
@@ -271,7 +271,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     name: "redisTimeout",
     kind: "duration",
-    description: "unanswered PING before a Redis connection is replaced",
+    description: "unanswered PING before a connection is replaced (redis)",
   },
   { name: "nodeId", kind: "string", description: "label of this node" },
   {

@@ -34,7 +34,13 @@ type SlotRange = [number, number, [string, number, ...unknown[]]];
  * says cluster_enabled:1). Throws when it cannot be reached.
  */
 export async function isClusterNode(url: string): Promise<boolean> {
-  const client = createClient({ url, disableOfflineQueue: true });
+  // One attempt: the caller retries, and must be able to stop retrying
+  // when the node closes.
+  const client = createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: { reconnectStrategy: false, connectTimeout: 5_000 },
+  });
   client.on("error", () => undefined);
   try {
     await client.connect();

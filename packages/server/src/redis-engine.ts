@@ -265,6 +265,15 @@ export class RedisEngine implements Engine {
       throw new ConfigError(`redisUrl: ${refusal}`);
     }
     this.checkHealth();
+    // Said once at warn: an operator with a wrong URL or an unsuitable
+    // server sees why in the log, not only on /readyz.
+    const health = this.health();
+    if (!health.ready) {
+      this.options.logger.warn(
+        { reason: health.reason },
+        "redis engine not ready at start; serving what needs no redis",
+      );
+    }
   }
 
   /**
@@ -278,7 +287,9 @@ export class RedisEngine implements Engine {
         cluster = await isClusterNode(address.url);
       } catch (error) {
         this.options.logger.debug({ err: String(error) }, "redis connect");
-        await sleep(DETECT_RETRY_MS);
+        // A timer that holds the process: until Redis answers, this loop
+        // is what a node with no listener yet is waiting for.
+        await new Promise((resolve) => setTimeout(resolve, DETECT_RETRY_MS));
       }
     }
     if (this.closed) return;
@@ -300,7 +311,9 @@ export class RedisEngine implements Engine {
         return;
       } catch (error) {
         this.options.logger.debug({ err: String(error) }, "redis connect");
-        await sleep(DETECT_RETRY_MS);
+        // A timer that holds the process: until Redis answers, this loop
+        // is what a node with no listener yet is waiting for.
+        await new Promise((resolve) => setTimeout(resolve, DETECT_RETRY_MS));
       }
     }
   }

@@ -21,6 +21,8 @@ import type { Logger } from "./logger.js";
 import { RedisScript, type RedisClient } from "./redis-script.js";
 import { RequestError } from "./request-error.js";
 
+/** The reason of a shard not yet connected; quiet, it is the usual start. */
+const CONNECTING = "connecting to redis";
 /** Options of one shard of the redis engine. */
 export interface RedisShardOptions {
   readonly address: ShardAddress;
@@ -115,7 +117,7 @@ export class RedisShard {
   deafSince: number | undefined;
   private current: ShardHealth = {
     ready: false,
-    reason: "connecting to redis",
+    reason: CONNECTING,
     since: Date.now(),
   };
 
@@ -632,7 +634,7 @@ export class RedisShard {
     this.current = { ready: !reason, reason, since: Date.now() };
     if (!reason) {
       this.log.info({}, "redis shard ready");
-    } else if (wasReady) {
+    } else if (wasReady || reason !== CONNECTING) {
       this.log.warn({ reason }, "redis shard not ready");
     } else {
       this.log.debug({ reason }, "redis shard not ready yet");
