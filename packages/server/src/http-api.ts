@@ -198,15 +198,18 @@ function readBody(
     });
     request.on("error", reject);
     request.on("end", () => {
+      let body: unknown;
       try {
-        const body: unknown = JSON.parse(Buffer.concat(chunks).toString());
-        if (typeof body !== "object" || body === null || Array.isArray(body)) {
-          throw new Error("not an object");
-        }
-        resolve(body as Record<string, unknown>);
+        body = JSON.parse(Buffer.concat(chunks).toString());
       } catch {
-        reject(badRequest("body must be a JSON object"));
+        reject(badRequest("body is not valid JSON"));
+        return;
       }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        reject(badRequest("body must be a JSON object"));
+        return;
+      }
+      resolve(body as Record<string, unknown>);
     });
   });
 }

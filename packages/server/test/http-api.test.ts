@@ -485,13 +485,16 @@ describe("HTTP API input", () => {
 
   it("answers 400 to a body that is not JSON", async () => {
     const { port } = await startNode();
-    for (const raw of ["{not json", "[1,2]", "null", ""]) {
+    for (const [raw, message] of [
+      ["{not json", "body is not valid JSON"],
+      ['{"user":"a"', "body is not valid JSON"],
+      ["", "body is not valid JSON"],
+      ["[1,2]", "body must be a JSON object"],
+      ["null", "body must be a JSON object"],
+    ]) {
       const answer = await http(port, "POST", "/api/publish", { raw });
       expect(answer.status).toBe(400);
-      expect(answer.json.error).toEqual({
-        code: "bad_request",
-        message: "body must be a JSON object",
-      });
+      expect(answer.json.error).toEqual({ code: "bad_request", message });
     }
   });
 
