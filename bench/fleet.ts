@@ -3,8 +3,10 @@
  * processes that hold its connections, and a redis-server of the run's
  * own. Everything started here is ended by `stopAll`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
+import type { ChildProcess } from "node:child_process";
+
+import { freePort } from "../packages/server/test/ports.js";
+import { spawnRedis, stopChild } from "../packages/server/test/redis-server.js";
 
 import { Histogram } from "./histogram.js";
 import { Child } from "./ipc.js";
@@ -244,50 +246,10 @@ function sum(values: number[]): number {
   return values.reduce((total, n) => total + n, 0);
 }
 
-/** A port that was free on 127.0.0.1 a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts a redis-server of the run's own; resolves with its URL. */
 export async function startRedis(): Promise<string> {
   const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--maxmemory-policy",
-      "noeviction",
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  redises.add(child);
-  await new Promise<void>((resolve, reject) => {
-    let output = "";
-    child.once("error", reject);
-    child.once("exit", (code) =>
-      reject(new Error(`redis-server exited with ${code}: ${output}`)),
-    );
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes("Ready to accept connections")) resolve();
-    });
-  });
-  child.stdout!.resume();
+  redises.add(await spawnRedis(port, undefined, []));
   return `redis://127.0.0.1:${port}`;
 }
 
@@ -296,16 +258,7 @@ export async function stopAll(): Promise<void> {
   const children = [...running].reverse();
   running.clear();
   await Promise.all(children.map((child) => child.stop()));
-  const stopped = [...redises].map(
-    (child) =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) {
-          return resolve();
-        }
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  );
+  const stopped = [...redises].map(stopChild);
   redises.clear();
   await Promise.all(stopped);
 }

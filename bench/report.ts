@@ -228,7 +228,11 @@ export async function writeReport(
   const png = join(out, "report.png");
   await writeFile(
     join(out, "results.json"),
-    `${JSON.stringify({ date, command: info.command, scenarios: summaries, details }, null, 2)}\n`,
+    `${JSON.stringify(
+      { date, command: info.command, scenarios: summaries, details },
+      null,
+      2,
+    )}\n`,
   );
   await writeFile(join(out, "table.md"), section);
   await writeFile(page, await html(summaries, details, `${date} UTC`));

@@ -89,7 +89,8 @@ function parse(args: string[]) {
     const found = SCENARIOS.find((s) => s.name === name);
     if (!found) {
       throw new BenchUsageError(
-        `unknown scenario "${name}"; one of ${SCENARIOS.map((s) => s.name).join(", ")}`,
+        `unknown scenario "${name}"; one of ` +
+          SCENARIOS.map((s) => s.name).join(", "),
       );
     }
     return found;

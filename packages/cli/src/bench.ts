@@ -5,9 +5,9 @@ import { fileURLToPath } from "node:url";
 /** The bench's entry, in the repository beside this package. */
 const ENTRY = fileURLToPath(new URL("../../../bench/run.ts", import.meta.url));
 
-const MISSING = `switchboard bench runs from a clone of the Switchboard repository
-(it needs bench/ and its dev dependencies: npm ci at the top)
-`;
+const MISSING =
+  "switchboard bench runs from a clone of the Switchboard repository\n" +
+  "(it needs bench/ and its dev dependencies: npm ci at the top)\n";
 
 /**
  * `switchboard bench`: runs bench/run.ts under tsx with the same
