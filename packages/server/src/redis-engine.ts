@@ -166,7 +166,7 @@ export class RedisEngine implements Engine {
       changed: () => this.checkHealth(),
       ...(store && {
         cluster: store,
-        moved: () => void this.cluster?.refresh().catch(() => undefined),
+        stale: () => void this.cluster?.refresh().catch(() => undefined),
       }),
     });
   }

@@ -47,8 +47,12 @@ export interface RedisShardOptions {
    * own and keeps its keys there.
    */
   readonly cluster?: KeyStore;
-  /** Redis dropped a shard channel here: its slot moved elsewhere. */
-  readonly moved?: (topic: string) => void;
+  /**
+   * The slot map the shard was made from is stale: Redis dropped a shard
+   * channel here (its slot moved elsewhere), or this master is now a
+   * replica.
+   */
+  readonly stale?: () => void;
 }
 
 /** A shard's health: why it cannot serve, and since when. */
@@ -398,6 +402,14 @@ export class RedisShard {
   async checkGeneration(): Promise<void> {
     const server = await this.commands.info("server");
     const replication = await this.commands.info("replication");
+    // A master demoted to replica reports its new master's replication
+    // id: a generation of no master at all. Until the slot map is read
+    // again, the shard keeps the one it had rather than report every
+    // channel lost twice, once here and once on the promoted replica.
+    if (this.sharded && /^role:slave\b/m.test(replication)) {
+      this.options.stale?.();
+      return;
+    }
     const ids = redisIds(server, replication);
     const generation = this.sharded
       ? clusterGeneration(ids)
@@ -472,7 +484,7 @@ export class RedisShard {
         } catch (error) {
           if (!this.sharded || !/^MOVED\b/.test(String(error))) throw error;
           this.topics.delete(topic);
-          this.options.moved?.(topic);
+          this.options.stale?.();
         }
       }
     } catch (error) {
@@ -498,7 +510,7 @@ export class RedisShard {
     subscriber.on("sharded-channel-moved", (topic: string) => {
       if (subscriber !== this.subscriber || !this.topics.has(topic)) return;
       this.topics.delete(topic);
-      this.options.moved?.(topic);
+      this.options.stale?.();
     });
     return subscriber;
   }
