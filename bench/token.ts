@@ -1,8 +1,10 @@
 /**
  * The HS256 token every system checks at its handshake: the same secret,
- * the same claims, the same `jose` verification.
+ * the same claims, the same verification as Switchboard's (fast-jwt,
+ * synchronous, its verifier built once).
  */
-import { SignJWT, jwtVerify } from "jose";
+import { createVerifier } from "fast-jwt";
+import { SignJWT } from "jose";
 
 /** Channels of the bench live in this namespace. */
 export const NAMESPACE = "bench";
@@ -20,12 +22,15 @@ export function mintToken(secret: string, user: string): Promise<string> {
 export function tokenVerifier(
   secret: string,
 ): (token: string) => Promise<string> {
-  const key = new TextEncoder().encode(secret);
+  const verify = createVerifier({
+    key: secret,
+    algorithms: ["HS256"],
+    clockTolerance: 5000,
+    requiredClaims: ["sub", "exp"],
+  });
   return async (token) => {
-    const { payload } = await jwtVerify(token, key, {
-      algorithms: ["HS256"],
-      requiredClaims: ["sub", "exp"],
-    });
-    return payload.sub!;
+    const payload = verify(token) as { sub: unknown };
+    if (typeof payload.sub !== "string") throw new Error("invalid token");
+    return payload.sub;
   };
 }

@@ -56,6 +56,9 @@ const CLOSE_GRACE_MS = 5_000;
  */
 const MAX_IN_FLIGHT = 16;
 
+/** Requests waiting for a slot before the socket stops being read. */
+const MAX_QUEUED = 16;
+
 /** setTimeout's largest delay; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -291,10 +294,14 @@ export class Connection implements Subscriber, OutboxOwner {
     }
   }
 
-  /** Queues a request and stops reading the socket until it drains. */
+  /**
+   * Queues a request; a full queue stops reading the socket until it
+   * drains. A few wait without a pause: the usual `subscribe` sent right
+   * behind `connect` costs no stop and restart of the socket's reads.
+   */
   private wait(request: Request): void {
     this.queued.push(request);
-    this.ws.pause();
+    if (this.queued.length >= MAX_QUEUED && !this.ws.isPaused) this.ws.pause();
   }
 
   /** Dispatches queued requests while slots are free, in order. */
@@ -303,7 +310,7 @@ export class Connection implements Subscriber, OutboxOwner {
     while (this.queued.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
       this.dispatch(this.queued.shift()!);
     }
-    if (this.queued.length === 0) this.ws.resume();
+    if (this.queued.length === 0 && this.ws.isPaused) this.ws.resume();
   }
 
   private dispatch(request: Request): void {

@@ -91,6 +91,18 @@ describe("token verification", () => {
     expect((await tryConnect(port, noExp)).close).toBe(4401);
   });
 
+  it("closes 4401 for a sub that is not a string", async () => {
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const numeric = await sign({ sub: 42 } as unknown as TokenClaims);
+    expect((await tryConnect(port, numeric)).close).toBe(4401);
+  });
+
+  it("closes 4401 for an HS512 token signed with the same secret", async () => {
+    const { port } = await startNode({ tokenSecret: SECRET });
+    const hs512 = await sign({}, SECRET, "HS512");
+    expect((await tryConnect(port, hs512)).close).toBe(4401);
+  });
+
   for (const alg of ["RS256", "ES256"] as const) {
     it(`accepts an ${alg} token verified with tokenPublicKey`, async () => {
       const { publicKey, privateKey } = await generateKeyPair(alg);
