@@ -80,7 +80,7 @@ function markdown(
       " counts messages not delivered, slow-consumer closes, failed" +
       " handshakes and clients that did not recover.",
     "",
-    markdownTable(summaries, details),
+    markdownTable(summaries),
     detailTables(details),
   ].join("\n");
 }
@@ -88,7 +88,7 @@ function markdown(
 /** The page: one bar chart per scenario, medians with min-max ranges. */
 async function html(
   summaries: ScenarioSummary[],
-  details: ScenarioDetail[],
+  command: string,
   date: string,
 ): Promise<string> {
   const entry = fileURLToPath(import.meta.resolve("chart.js"));
@@ -99,12 +99,10 @@ async function html(
   const charts = summaries.map((summary) => ({
     name: summary.name,
     metric: summary.metric,
-    lower: details.find((d) => d.name === summary.name)?.better === "lower",
-    systems: summary.results.map((r) => {
-      const losses = details.find((d) => d.name === summary.name)?.losses;
-      const loss = (losses?.[r.system] ?? []).reduce((a, b) => a + b, 0);
-      return loss > 0 ? `${r.system} (loss ${loss})` : r.system;
-    }),
+    lower: summary.better === "lower",
+    systems: summary.results.map((r) =>
+      r.loss > 0 ? `${r.system} (loss ${r.loss})` : r.system,
+    ),
     medians: summary.results.map((r) => r.median),
     ranges: summary.results.map((r) => [r.min, r.max]),
     colors: summary.results.map((r) => COLORS[r.system] ?? "#999999"),
@@ -127,7 +125,8 @@ async function html(
 <body>
 <div id="report">
 <h1>Switchboard against Socket.IO and raw ws</h1>
-<p>${date}. Bars: median over repeats; thin bars: min to max.</p>
+<p>${date}, <code>${escapeHtml(command)}</code>. Bars: median over
+repeats; thin bars: min to max.</p>
 <div id="charts"></div>
 </div>
 <script>${library}</script>
@@ -235,7 +234,7 @@ export async function writeReport(
     )}\n`,
   );
   await writeFile(join(out, "table.md"), section);
-  await writeFile(page, await html(summaries, details, `${date} UTC`));
+  await writeFile(page, await html(summaries, info.command, `${date} UTC`));
   if (!(await screenshot(page, png))) {
     process.stderr.write(
       `no PNG: ${CHROMIUM} is missing (apt-get install chromium)\n`,
@@ -244,4 +243,11 @@ export async function writeReport(
   }
   if (info.docs) await updateDocs(section, png);
   return out;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(
+    /[&<>"]/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
+  );
 }

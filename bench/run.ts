@@ -136,6 +136,13 @@ async function runScenario(
   failures: string[],
 ): Promise<Map<SystemName, Sample[]>> {
   const systems = scenario.systems.filter((s) => !only || only.includes(s));
+  for (const system of only ?? []) {
+    if (!scenario.systems.includes(system as SystemName)) {
+      process.stderr.write(
+        `${scenario.name}: ${system} does not run this scenario\n`,
+      );
+    }
+  }
   const samples = new Map<SystemName, Sample[]>(
     systems.map((system) => [system, []]),
   );
@@ -192,7 +199,7 @@ export async function run(args: string[]): Promise<number> {
       `${JSON.stringify({ scenarios: summaries }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(formatTable(summaries, details));
+    process.stdout.write(formatTable(summaries));
   }
   if (parsed.report) {
     const where = await writeReport(summaries, details, {
@@ -209,6 +216,7 @@ export async function run(args: string[]): Promise<number> {
 }
 
 const stop = async () => {
+  process.stderr.write("\nswitchboard bench: interrupted\n");
   await stopAll();
   process.exit(130);
 };

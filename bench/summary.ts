@@ -14,12 +14,16 @@ export interface Result {
   readonly median: number;
   readonly min: number;
   readonly max: number;
+  /** Loss summed over the repeats: a figure with loss is not a fair one. */
+  readonly loss: number;
 }
 
 /** A scenario's figures, in the shape of `--json`. */
 export interface ScenarioSummary {
   readonly name: string;
   readonly metric: string;
+  /** Which way the figure is better. */
+  readonly better: "higher" | "lower";
   readonly results: Result[];
   readonly ratios: Record<(typeof PEERS)[number], number | null>;
 }
@@ -59,6 +63,7 @@ export function summarise(
       median: median(values),
       min: Math.min(...values),
       max: Math.max(...values),
+      loss: list.reduce((sum, s) => sum + s.loss, 0),
     });
     losses[system] = list.map((s) => s.loss);
     const names = Object.keys(list[0]?.details ?? {});
@@ -78,7 +83,13 @@ export function summarise(
   ) as ScenarioSummary["ratios"];
 
   return {
-    summary: { name: scenario.name, metric: scenario.metric, results, ratios },
+    summary: {
+      name: scenario.name,
+      metric: scenario.metric,
+      better: scenario.better,
+      results,
+      ratios,
+    },
     detail: { name: scenario.name, better: scenario.better, details, losses },
   };
 }

@@ -2,7 +2,7 @@
  * The results as text: the terminal table and the markdown table of the
  * report and docs/PERFORMANCE.md.
  */
-import { PEERS, type ScenarioDetail, type ScenarioSummary } from "./summary.js";
+import { PEERS, type ScenarioSummary } from "./summary.js";
 
 /**
  * A figure with 3 significant digits, large ones with k or M; a whole
@@ -22,25 +22,17 @@ function ratio(value: number | null): string {
 }
 
 /** One row per scenario and system: median [min-max], loss, ratios. */
-function rows(
-  summaries: ScenarioSummary[],
-  details: ScenarioDetail[],
-): string[][] {
+function rows(summaries: ScenarioSummary[]): string[][] {
   const table: string[][] = [];
   for (const summary of summaries) {
-    const detail = details.find((d) => d.name === summary.name);
-    for (const result of summary.results) {
+    for (const [i, result] of summary.results.entries()) {
       const own = result.system === "switchboard";
-      const loss = (detail?.losses[result.system] ?? []).reduce(
-        (sum, n) => sum + n,
-        0,
-      );
       table.push([
-        own ? summary.name : "",
+        i === 0 ? summary.name : "",
         result.system,
         figure(result.median),
         `${figure(result.min)} - ${figure(result.max)}`,
-        String(loss),
+        String(result.loss),
         own ? PEERS.map((p) => ratio(summary.ratios[p])).join(" / ") : "",
       ]);
     }
@@ -57,12 +49,9 @@ const HEADER = [
   "ratio vs socket.io / ws / ws-coalesced",
 ];
 
-/** The table for the terminal, with each scenario's metric above it. */
-export function formatTable(
-  summaries: ScenarioSummary[],
-  details: ScenarioDetail[],
-): string {
-  const body = rows(summaries, details);
+/** The table for the terminal, with each scenario's metric under it. */
+export function formatTable(summaries: ScenarioSummary[]): string {
+  const body = rows(summaries);
   const widths = HEADER.map((h, i) =>
     Math.max(h.length, ...body.map((row) => row[i]!.length)),
   );
@@ -74,29 +63,24 @@ export function formatTable(
   const metrics = summaries.map(
     (s) =>
       `${s.name}: ${s.metric}` +
-      (details.find((d) => d.name === s.name)?.better === "lower"
-        ? " (lower is better)"
-        : ""),
+      (s.better === "lower" ? " (lower is better)" : ""),
   );
   return [
-    ...metrics,
-    "",
     line(HEADER),
     line(widths.map((w) => "-".repeat(w))),
     ...body.map(line),
+    "",
+    ...metrics,
     "",
   ].join("\n");
 }
 
 /** The same table in markdown, with the metrics as a list under it. */
-export function markdownTable(
-  summaries: ScenarioSummary[],
-  details: ScenarioDetail[],
-): string {
-  const body = rows(summaries, details);
+export function markdownTable(summaries: ScenarioSummary[]): string {
+  const body = rows(summaries);
   const line = (row: string[]) => `| ${row.join(" | ")} |`;
   const metrics = summaries.map((s) => {
-    const lower = details.find((d) => d.name === s.name)?.better === "lower";
+    const lower = s.better === "lower";
     return `- \`${s.name}\`: ${s.metric}${lower ? " (lower is better)" : ""}`;
   });
   return [

@@ -25,6 +25,19 @@ describe("switchboard bench", () => {
     expect(stderr).toContain('unknown scenario "nope"');
   });
 
+  it("says which asked-for system a scenario does not run", async () => {
+    const { code, stderr } = await run([
+      "bench",
+      "--system",
+      "ws",
+      "--scenario",
+      "recovery-storm",
+      "--no-report",
+    ]);
+    expect(code).toBe(0);
+    expect(stderr).toContain("recovery-storm: ws does not run this scenario");
+  });
+
   it("measures fanout-single on every system with no loss", async () => {
     const out = mkdtempSync(join(tmpdir(), "sb-bench-"));
     const { code, stdout, stderr } = await run([
@@ -48,14 +61,23 @@ describe("switchboard bench", () => {
     expect(Object.keys(scenario)).toEqual([
       "name",
       "metric",
+      "better",
       "results",
       "ratios",
     ]);
+    expect(scenario.better).toBe("higher");
     expect(scenario.name).toBe("fanout-single");
     expect(scenario.metric).toMatch(/per server CPU-second/);
     expect(scenario.results.map((r: any) => r.system)).toEqual(SYSTEMS);
     for (const result of scenario.results) {
-      expect(Object.keys(result)).toEqual(["system", "median", "min", "max"]);
+      expect(Object.keys(result)).toEqual([
+        "system",
+        "median",
+        "min",
+        "max",
+        "loss",
+      ]);
+      expect(result.loss).toBe(0);
       expect(result.median).toBeGreaterThan(0);
       expect(result.min).toBeLessThanOrEqual(result.median);
       expect(result.max).toBeGreaterThanOrEqual(result.median);
@@ -73,6 +95,9 @@ describe("switchboard bench", () => {
     );
     expect(readFileSync(join(out, "table.md"), "utf8")).toContain(
       "| fanout-single | switchboard |",
+    );
+    expect(readFileSync(join(out, "report.html"), "utf8")).toContain(
+      "<code>switchboard bench --quick --scenario fanout-single",
     );
   }, 120_000);
 });
