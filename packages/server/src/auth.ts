@@ -102,10 +102,17 @@ export class TokenVerifier {
     const payload = this.hmac
       ? this.verifyHmac(this.hmac, token)
       : await this.verifyWithKey(token);
+    // Both libraries check only that `sub` is there, and take an `exp`
+    // of 1e309 (Infinity): a user who could not be named or a token that
+    // never expires.
+    const { sub, exp } = payload;
+    if (typeof sub !== "string" || sub === "" || !Number.isFinite(exp)) {
+      throw new TokenError(CloseCode.Unauthorized, "invalid token");
+    }
     return {
-      user: payload.sub as string,
+      user: sub,
       grants: readGrants(payload.sb),
-      expiresAt: (payload.exp as number) * 1000,
+      expiresAt: (exp as number) * 1000,
     };
   }
 
@@ -113,9 +120,8 @@ export class TokenVerifier {
     verifier: HmacVerifier,
     token: string,
   ): Record<string, unknown> {
-    let payload: Record<string, unknown>;
     try {
-      payload = verifier(token) as Record<string, unknown>;
+      return verifier(token) as Record<string, unknown>;
     } catch (error) {
       if (
         error instanceof FastJwtError &&
@@ -125,11 +131,6 @@ export class TokenVerifier {
       }
       throw new TokenError(CloseCode.Unauthorized, "invalid token");
     }
-    // jose checks the type of `sub`; fast-jwt only that it is there.
-    if (typeof payload.sub !== "string") {
-      throw new TokenError(CloseCode.Unauthorized, "invalid token");
-    }
-    return payload;
   }
 
   private async verifyWithKey(token: string): Promise<JWTPayload> {
@@ -176,6 +177,19 @@ function publicKey(pem: string): KeyObject {
   if (key.asymmetricKeyType !== "rsa" && key.asymmetricKeyType !== "ec") {
     throw new ConfigError(
       `tokenPublicKey must be an RSA or EC key, got ${key.asymmetricKeyType}`,
+    );
+  }
+  // Keys jose refuses at every token would close every client with the
+  // retry code: refused here instead, once.
+  const { modulusLength, namedCurve } = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === "rsa" && (modulusLength ?? 0) < 2048) {
+    throw new ConfigError(
+      `tokenPublicKey: an RSA key needs at least 2048 bits, got ${modulusLength}`,
+    );
+  }
+  if (key.asymmetricKeyType === "ec" && namedCurve !== "prime256v1") {
+    throw new ConfigError(
+      `tokenPublicKey: an EC key must be on P-256 (ES256), got ${namedCurve}`,
     );
   }
   return key;

@@ -1,3 +1,4 @@
+import { createHmac, generateKeyPairSync } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -91,10 +92,32 @@ describe("token verification", () => {
     expect((await tryConnect(port, noExp)).close).toBe(4401);
   });
 
-  it("closes 4401 for a sub that is not a string", async () => {
+  it("closes 4401 for a sub that is not a string, or empty", async () => {
     const { port } = await startNode({ tokenSecret: SECRET });
     const numeric = await sign({ sub: 42 } as unknown as TokenClaims);
     expect((await tryConnect(port, numeric)).close).toBe(4401);
+    expect((await tryConnect(port, await sign({ sub: "" }))).close).toBe(4401);
+
+    const { publicKey, privateKey } = await generateKeyPair("RS256");
+    const keyed = await startNode({
+      tokenPublicKey: await exportSPKI(publicKey),
+    });
+    const signed = await sign(
+      { sub: 42 } as unknown as TokenClaims,
+      privateKey,
+      "RS256",
+    );
+    expect((await tryConnect(keyed.port, signed)).close).toBe(4401);
+  });
+
+  it("closes 4401 for an exp that never comes", async () => {
+    const { port } = await startNode({ tokenSecret: SECRET });
+    // JSON text with 1e309 parses to Infinity; no JWT library writes it.
+    const part = (text: string) => Buffer.from(text).toString("base64url");
+    const body = `${part('{"alg":"HS256"}')}.${part('{"sub":"a","exp":1e309}')}`;
+    const mac = createHmac("sha256", SECRET).update(body).digest("base64url");
+    const forever = `${body}.${mac}`;
+    expect((await tryConnect(port, forever)).close).toBe(4401);
   });
 
   it("closes 4401 for an HS512 token signed with the same secret", async () => {
@@ -128,6 +151,23 @@ describe("token verification", () => {
     expect(() => createNode({ tokenPublicKey: pem })).toThrow(
       "tokenPublicKey must be an RSA or EC key, got ed25519",
     );
+  });
+
+  it("refuses RSA keys under 2048 bits and EC keys off P-256", () => {
+    const pem = (type: "rsa" | "ec", options: object) =>
+      generateKeyPairSync(type as "rsa", options as never)
+        .publicKey.export({ type: "spki", format: "pem" })
+        .toString();
+    expect(() =>
+      createNode({
+        tokenPublicKey: pem("rsa", { modulusLength: 1024 }),
+      }),
+    ).toThrow("an RSA key needs at least 2048 bits, got 1024");
+    expect(() =>
+      createNode({
+        tokenPublicKey: pem("ec", { namedCurve: "secp384r1" }),
+      }),
+    ).toThrow("an EC key must be on P-256 (ES256), got secp384r1");
   });
 
   it("closes 4503, not 4401, when the JWKS cannot be fetched", async () => {
