@@ -249,7 +249,9 @@ function sum(values: number[]): number {
 /** Starts a redis-server of the run's own; resolves with its URL. */
 export async function startRedis(): Promise<string> {
   const port = await freePort();
-  redises.add(await spawnRedis(port, undefined, []));
+  // Known from its spawn, not from its readiness: a signal while it
+  // starts stops it too.
+  await spawnRedis(port, undefined, [], (child) => redises.add(child));
   return `redis://127.0.0.1:${port}`;
 }
 

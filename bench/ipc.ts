@@ -99,7 +99,7 @@ export class Child {
 
   /** Sends a request and resolves with the child's result. */
   request<T>(request: Request): Promise<T> {
-    if (this.exited) {
+    if (this.exited || !this.process.connected) {
       return Promise.reject(new ChildError(`${this.label} is not running`));
     }
     const id = this.nextId++;
@@ -108,13 +108,19 @@ export class Child {
         resolve: resolve as (value: unknown) => void,
         reject,
       });
-      this.process.send({ ...request, id });
+      this.process.send({ ...request, id }, (error) => {
+        if (!error) return;
+        this.pending.delete(id);
+        reject(new ChildError(`${this.label}: ${error.message}`));
+      });
     });
   }
 
   /** Sends a request that gets no reply. */
   tell(request: Request): void {
-    if (!this.exited) this.process.send(request);
+    // The channel closes before the exit is seen when the child was
+    // signalled with the bench (a Ctrl-C): then the request is dropped.
+    if (this.process.connected) this.process.send(request, () => undefined);
   }
 
   /** Calls `listener` for each notice; returns a function that stops it. */

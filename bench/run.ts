@@ -3,6 +3,9 @@
  * compares, each repeat in fresh processes, then prints the table (or the
  * JSON) and writes the report.
  */
+import { constants } from "node:fs";
+import { access, mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 import { SYSTEMS, profileServers, stopAll, type SystemName } from "./fleet.js";
@@ -43,6 +46,7 @@ Options:
   --system <name>     measure this system only (repeatable): switchboard,
                       socket.io, ws, ws-coalesced; ratios need switchboard
   --size <n>          connections of every scenario, instead of its sizes
+                      (at most 19000, what one server process holds)
   --json              print {"scenarios": [...]} on stdout instead of the
                       table; progress still goes to stderr
   --out <dir>         where the report goes (default bench/results/<time>)
@@ -60,6 +64,29 @@ function positive(text: string | undefined, flag: string, fallback: number) {
   if (!Number.isFinite(value) || value <= 0) {
     throw new BenchUsageError(
       `${flag} must be a positive number, got "${text}"`,
+    );
+  }
+  return value;
+}
+
+/**
+ * One server process holds about 19k connections here: a process may
+ * have 20000 open files.
+ */
+const MAX_SIZE = 19_000;
+
+function whole(
+  text: string | undefined,
+  flag: string,
+  fallback: number,
+  max = Infinity,
+): number {
+  const value = positive(text, flag, fallback);
+  if (!Number.isInteger(value) || value > max) {
+    throw new BenchUsageError(
+      `${flag} must be a whole number from 1` +
+        (max < Infinity ? ` to ${max}` : "") +
+        `, got "${text}"`,
     );
   }
   return value;
@@ -102,21 +129,22 @@ function parse(args: string[]) {
       );
     }
   }
-  const size =
-    values.size === undefined ? undefined : positive(values.size, "--size", 0);
   const options: RunOptions = {
     quick,
     seconds: positive(values.seconds, "--seconds", quick ? 1 : 3),
-    size: size === undefined ? undefined : Math.round(size),
+    size:
+      values.size === undefined
+        ? undefined
+        : whole(values.size, "--size", 0, MAX_SIZE),
   };
   return {
     help: values.help ?? false,
     scenarios,
     systems: values.system,
     options,
-    repeats: Math.round(positive(values.repeats, "--repeats", quick ? 1 : 3)),
+    repeats: whole(values.repeats, "--repeats", quick ? 1 : 3),
     json: values.json ?? false,
-    out: values.out,
+    out: values.out === undefined ? undefined : resolve(values.out),
     report: !(values["no-report"] ?? false),
     docs: values.docs ?? false,
     profile: values.profile,
@@ -170,6 +198,17 @@ async function runScenario(
   return samples;
 }
 
+/** Makes the report's folder before the run, not after it. */
+async function writable(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? "";
+    throw new BenchUsageError(`--out ${dir}: not a writable folder (${code})`);
+  }
+}
+
 /** Runs the bench with `args`; returns the exit status. */
 export async function run(args: string[]): Promise<number> {
   const parsed = parse(args);
@@ -178,6 +217,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (parsed.profile) profileServers(parsed.profile);
+  if (parsed.report && parsed.out !== undefined) await writable(parsed.out);
   const summaries: ScenarioSummary[] = [];
   const details: ScenarioDetail[] = [];
   const failures: string[] = [];
@@ -230,6 +270,8 @@ try {
   const usage =
     error instanceof BenchUsageError ||
     (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-  process.stderr.write(`switchboard bench: ${(error as Error).message}\n`);
+  // parseArgs explains a value that looks like a flag over three lines.
+  const [message] = (error as Error).message.split("\n");
+  process.stderr.write(`switchboard bench: ${message}\n`);
   process.exitCode = usage ? 2 : 1;
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -9,6 +9,10 @@ import { killAll, run } from "./cli-process.js";
 afterEach(killAll);
 
 const SYSTEMS = ["switchboard", "socket.io", "ws", "ws-coalesced"];
+
+/** A file where --out wants a folder. */
+const A_FILE = join(mkdtempSync(join(tmpdir(), "sb-bench-")), "file");
+writeFileSync(A_FILE, "");
 
 describe("switchboard bench", () => {
   it("prints usage for --help and exits 0", async () => {
@@ -24,6 +28,20 @@ describe("switchboard bench", () => {
     expect(stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(stderr).toContain('unknown scenario "nope"');
   });
+
+  for (const args of [
+    ["--repeats", "1.5"],
+    ["--repeats", "-1"],
+    ["--size", "25000"],
+    ["--out", A_FILE],
+  ]) {
+    it(`exits 2 with one line, before measuring, for ${args.join(" ")}`, async () => {
+      const { code, stderr } = await run(["bench", ...args]);
+      expect(code).toBe(2);
+      expect(stderr.trimEnd().split("\n")).toHaveLength(1);
+      expect(stderr).toMatch(/^switchboard bench: /);
+    });
+  }
 
   it("says which asked-for system a scenario does not run", async () => {
     const { code, stderr } = await run([

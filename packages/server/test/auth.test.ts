@@ -1,4 +1,4 @@
-import { createHmac, generateKeyPairSync } from "node:crypto";
+import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -154,18 +154,20 @@ describe("token verification", () => {
   });
 
   it("refuses RSA keys under 2048 bits and EC keys off P-256", () => {
-    const pem = (type: "rsa" | "ec", options: object) =>
-      generateKeyPairSync(type as "rsa", options as never)
-        .publicKey.export({ type: "spki", format: "pem" })
-        .toString();
+    const pem = (key: { publicKey: KeyObject }) =>
+      key.publicKey.export({ type: "spki", format: "pem" }).toString();
     expect(() =>
       createNode({
-        tokenPublicKey: pem("rsa", { modulusLength: 1024 }),
+        tokenPublicKey: pem(
+          generateKeyPairSync("rsa", { modulusLength: 1024 }),
+        ),
       }),
     ).toThrow("an RSA key needs at least 2048 bits, got 1024");
     expect(() =>
       createNode({
-        tokenPublicKey: pem("ec", { namedCurve: "secp384r1" }),
+        tokenPublicKey: pem(
+          generateKeyPairSync("ec", { namedCurve: "secp384r1" }),
+        ),
       }),
     ).toThrow("an EC key must be on P-256 (ES256), got secp384r1");
   });

@@ -55,27 +55,69 @@ export async function startCluster(
     // A bus port of its own: the default, port + 10000, may be taken.
     buses.push(await freePort());
   }
-  const children: ChildProcess[] = await Promise.all(
+  // Known from their spawn: a start that fails stops them all.
+  const children: ChildProcess[] = [];
+  const connections = new Map<number, TestRedis>();
+  const stop = async () => {
+    await Promise.allSettled(
+      [...connections.values()].map((connection) => connection.close()),
+    );
+    await Promise.all(children.map((child) => stopChild(child)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    return await formCluster(
+      { ports, buses, replicas, dir, children, connections },
+      stop,
+    );
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** What `startCluster` forms a cluster from, and fills in. */
+interface Forming {
+  readonly ports: readonly number[];
+  /** Each server's cluster bus port. */
+  readonly buses: readonly number[];
+  readonly replicas: 0 | 1;
+  readonly dir: string;
+  readonly children: ChildProcess[];
+  readonly connections: Map<number, TestRedis>;
+}
+
+/** Spawns the servers of `startCluster`, joins them, and waits. */
+async function formCluster(
+  { ports, buses, replicas, dir, children, connections }: Forming,
+  stop: () => Promise<void>,
+): Promise<OwnCluster> {
+  const count = ports.length;
+  await Promise.all(
     ports.map((port, i) =>
       // A replica's full sync writes an RDB file even without `save`:
       // into the run's own folder, not the working directory.
-      spawnRedis(port, undefined, [
-        "--dir",
-        dir,
-        "--dbfilename",
-        `dump-${port}.rdb`,
-        "--cluster-enabled",
-        "yes",
-        "--cluster-port",
-        String(buses[i]),
-        "--cluster-config-file",
-        join(dir, `nodes-${port}.conf`),
-        "--cluster-node-timeout",
-        "2000",
-      ]),
+      spawnRedis(
+        port,
+        undefined,
+        [
+          "--dir",
+          dir,
+          "--dbfilename",
+          `dump-${port}.rdb`,
+          "--cluster-enabled",
+          "yes",
+          "--cluster-port",
+          String(buses[i]),
+          "--cluster-config-file",
+          join(dir, `nodes-${port}.conf`),
+          "--cluster-node-timeout",
+          "2000",
+        ],
+        (child) => children.push(child),
+      ),
     ),
   );
-  const connections = new Map<number, TestRedis>();
   const node = async (port: number): Promise<TestRedis> => {
     let connection = connections.get(port);
     if (!connection) {
@@ -210,13 +252,7 @@ export async function startCluster(
         ).command(["CLUSTER", "SETSLOT", slotArg, "NODE", id(to)]);
       }
     },
-    stop: async () => {
-      await Promise.allSettled(
-        [...connections.values()].map((connection) => connection.close()),
-      );
-      await Promise.all(children.map((child) => stopChild(child)));
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 

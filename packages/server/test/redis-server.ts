@@ -20,6 +20,7 @@ export async function spawnRedis(
   port: number,
   dir: string | undefined,
   extra: readonly string[],
+  spawned?: (child: ChildProcess) => void,
 ): Promise<ChildProcess> {
   const persistence = dir ? ["--dir", dir] : ["--save", ""];
   const child = spawn(
@@ -38,6 +39,7 @@ export async function spawnRedis(
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
+  spawned?.(child);
   await new Promise<void>((resolve, reject) => {
     let output = "";
     child.once("error", reject);
