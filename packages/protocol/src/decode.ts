@@ -8,6 +8,9 @@ const MAX_ID_LENGTH = 64;
 /** Longest accepted token, in characters. */
 const MAX_TOKEN_LENGTH = 16_384;
 
+/** What a token must be, as an error message says it. */
+const TOKEN_SHAPE = `a string of 1-${MAX_TOKEN_LENGTH} characters`;
+
 /**
  * A frame that could not be decoded. With `closeCode` the connection cannot
  * survive it; otherwise the request with `id` gets an `error` reply.
@@ -30,7 +33,7 @@ type Validator = (frame: Fields, id: number) => ProtocolError | undefined;
 
 const VALIDATORS: Record<RequestType, Validator> = {
   connect: (f, id) =>
-    optional(f, id, "token", isToken, "a string") ??
+    optional(f, id, "token", isToken, TOKEN_SHAPE) ??
     optional(f, id, "session", isShortId, "a string of 1-64 characters") ??
     optional(f, id, "client", isClientInfo, "{name, version} strings"),
   subscribe: (f, id) =>
@@ -52,7 +55,7 @@ const VALIDATORS: Record<RequestType, Validator> = {
     optional(f, id, "reverse", isBoolean, "a boolean"),
   ping: () => undefined,
   refresh: (f, id) =>
-    isToken(f.token) ? undefined : invalid(id, "token", "a string"),
+    isToken(f.token) ? undefined : invalid(id, "token", TOKEN_SHAPE),
 };
 
 /**

@@ -59,9 +59,6 @@ const MAX_IN_FLIGHT = 16;
 /** Requests waiting for a slot before the socket stops being read. */
 const MAX_QUEUED = 16;
 
-/** setTimeout's largest delay; longer waits are re-armed. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** Where a connection is in its life. */
 type Phase = "new" | "connecting" | "connected" | "closing";
 
@@ -119,7 +116,8 @@ export class Connection implements Subscriber, OutboxOwner {
   /** Made at the first publish: most connections only listen. */
   private limiter: RateLimiter | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  /** When the token's grace ends, ms since the epoch; see `armExpiry`. */
+  private deadline = Infinity;
   /**
    * Frames on their way out. They are written to the socket directly (the
    * upgraded socket `ws` reads from), a turn's worth at a time; control
@@ -250,6 +248,7 @@ export class Connection implements Subscriber, OutboxOwner {
   }
 
   private handleFrame(data: Buffer, isBinary: boolean): void {
+    if (this.deadline !== Infinity && this.expireAt(Date.now())) return;
     if (isBinary) {
       this.close(CloseCode.UnsupportedData, "binary frames are not accepted");
       return;
@@ -720,21 +719,26 @@ export class Connection implements Subscriber, OutboxOwner {
     return expiresAt === undefined ? undefined : expiresAt - Date.now();
   }
 
-  /** Closes with 4419 at the token's `exp` plus the grace. */
+  /**
+   * Sets the deadline of the token: its `exp` plus the grace. The node's
+   * tick closes the connection once it has passed, and so does any
+   * request that comes after it; a timer per connection would cost each
+   * idle connection a few hundred bytes.
+   */
   private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
     const { expiresAt } = this.identity;
-    if (expiresAt === undefined) return;
-    const deadline = expiresAt + this.node.options.tokenGrace;
-    const wait = deadline - Date.now();
-    if (wait <= 0) {
-      this.close(CloseCode.TokenExpired, "token expired");
-      return;
-    }
-    this.expiryTimer = setTimeout(
-      () => this.armExpiry(),
-      Math.min(wait, MAX_TIMER_MS),
-    );
+    this.deadline =
+      expiresAt === undefined
+        ? Infinity
+        : expiresAt + this.node.options.tokenGrace;
+    this.expireAt(Date.now());
+  }
+
+  /** Closes with 4419 when the token's deadline is past at `now`. */
+  expireAt(now: number): boolean {
+    if (now < this.deadline) return false;
+    this.close(CloseCode.TokenExpired, "token expired");
+    return true;
   }
 
   /** Logs a socket error; the close that follows does the rest. */
@@ -754,7 +758,6 @@ export class Connection implements Subscriber, OutboxOwner {
   private closed(received: number): void {
     this.phase = "closing";
     clearTimeout(this.connectTimer);
-    clearTimeout(this.expiryTimer);
     const code = this.closedWith ?? received;
 
     // A client that lost its link, or was told to come back, keeps its

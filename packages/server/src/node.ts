@@ -561,6 +561,7 @@ export class SwitchboardNode implements NodeContext {
     const { heartbeat, pongTimeout, outboundBudget } = this.options;
     let buffered = 0;
     for (const connection of this.connections) {
+      if (connection.expireAt(now)) continue;
       buffered += connection.buffered;
       if (heartbeat === 0) continue;
       if (connection.pingSentAt > 0) {

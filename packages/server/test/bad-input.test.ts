@@ -470,6 +470,24 @@ describe("bad input with token auth", () => {
     await client.close();
   });
 
+  it("says how long a refreshed token may be", async () => {
+    const { port } = state.started;
+    const client = await TestClient.connect(port, {
+      token: await mintToken(secret, { sub: "dave", sb: grants }),
+    });
+    const reply = await client.request("refresh", {
+      token: "x".repeat(16_385),
+    });
+    expect(reply).toMatchObject({
+      type: "error",
+      code: "bad_request",
+      message: "token must be a string of 1-16384 characters",
+    });
+    expect(client.isOpen).toBe(true);
+    await client.close();
+    await stillServing();
+  });
+
   it("answers an ungranted subscribe with error forbidden", async () => {
     const { port } = state.started;
     const client = await TestClient.connect(port, {

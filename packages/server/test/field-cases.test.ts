@@ -524,6 +524,22 @@ describe("C22: token expiry while connected", () => {
     expect(delivered).toEqual(accepted);
   });
 
+  it("closes a connection that sends nothing within a tick of the deadline", async () => {
+    const exp = soon();
+    const deadline = exp * 1000 + GRACE;
+    const client = await TestClient.connect(started.port, {
+      token: await token("quiet", exp),
+    });
+    await client.subscribe(CHANNEL);
+    const closed = await client.waitForClose(deadline - Date.now() + 3_000);
+    const closedAt = Date.now();
+    expect(closed).toEqual({ code: 4419, reason: "token expired" });
+    expect(closedAt).toBeGreaterThanOrEqual(deadline - 5);
+    // The node's maintenance tick is at most 1 s.
+    expect(closedAt).toBeLessThan(deadline + 1_500);
+    await stillServing();
+  });
+
   it("keeps a connection past exp plus grace after a refresh", async () => {
     const exp = soon();
     const client = await TestClient.connect(started.port, {
