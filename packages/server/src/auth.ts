@@ -66,14 +66,16 @@ export class TokenVerifier {
    * the thread pool and a promise, a fifth of a handshake's CPU.
    */
   private readonly hmac: HmacVerifier | undefined;
+  /** The same checks but `exp`'s: is an expired token otherwise good? */
+  private readonly hmacPastExp: HmacVerifier | undefined;
   private readonly key: KeyObject | JWTVerifyGetKey | undefined;
   private readonly algorithms: string[];
 
   constructor(private readonly options: ResolvedOptions) {
     if (options.tokenSecret !== undefined) {
-      this.hmac = createVerifier({
+      const hmacOptions = {
         key: options.tokenSecret,
-        algorithms: ["HS256"],
+        algorithms: ["HS256" as const],
         allowedAud: options.tokenAudience,
         allowedIss: options.tokenIssuer,
         clockTolerance: CLOCK_TOLERANCE_S * 1000,
@@ -83,6 +85,11 @@ export class TokenVerifier {
           ...(options.tokenAudience !== undefined ? ["aud"] : []),
           ...(options.tokenIssuer !== undefined ? ["iss"] : []),
         ],
+      };
+      this.hmac = createVerifier(hmacOptions);
+      this.hmacPastExp = createVerifier({
+        ...hmacOptions,
+        ignoreExpiration: true,
       });
       this.algorithms = ["HS256"];
     } else if (options.tokenPublicKey !== undefined) {
@@ -123,13 +130,26 @@ export class TokenVerifier {
     try {
       return verifier(token) as Record<string, unknown>;
     } catch (error) {
+      // fast-jwt checks `exp` before `aud` and `iss`: an expired token
+      // for another audience is invalid, not merely expired (4419 would
+      // have the client fetch a new one and try again).
       if (
         error instanceof FastJwtError &&
-        error.code === FastJwtError.codes.expired
+        error.code === FastJwtError.codes.expired &&
+        this.validPastExp(token)
       ) {
         throw new TokenError(CloseCode.TokenExpired, "token expired");
       }
       throw new TokenError(CloseCode.Unauthorized, "invalid token");
+    }
+  }
+
+  private validPastExp(token: string): boolean {
+    try {
+      this.hmacPastExp?.(token);
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -203,6 +203,18 @@ describe("token verification", () => {
     expect((await tryConnect(port, right)).reply).toBe("ok");
   });
 
+  it("closes 4401, not 4419, for an expired token of another audience", async () => {
+    const { port } = await startNode({
+      tokenSecret: SECRET,
+      tokenAudience: "switchboard",
+    });
+    const exp = Math.floor(Date.now() / 1000) - 60;
+    const other = await sign({ aud: "other", exp });
+    expect((await tryConnect(port, other)).close).toBe(4401);
+    const ours = await sign({ aud: "switchboard", exp });
+    expect((await tryConnect(port, ours)).close).toBe(4419);
+  });
+
   it("closes 4401 when the issuer does not match", async () => {
     const { port } = await startNode({
       tokenSecret: SECRET,
