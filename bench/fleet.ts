@@ -5,8 +5,10 @@
  */
 import type { ChildProcess } from "node:child_process";
 
-import { freePort } from "../packages/server/test/ports.js";
-import { spawnRedis, stopChild } from "../packages/server/test/redis-server.js";
+import {
+  spawnOnFreePort,
+  stopChild,
+} from "../packages/server/test/redis-server.js";
 
 import { Histogram } from "./histogram.js";
 import { Child } from "./ipc.js";
@@ -248,10 +250,11 @@ function sum(values: number[]): number {
 
 /** Starts a redis-server of the run's own; resolves with its URL. */
 export async function startRedis(): Promise<string> {
-  const port = await freePort();
   // Known from its spawn, not from its readiness: a signal while it
   // starts stops it too.
-  await spawnRedis(port, undefined, [], (child) => redises.add(child));
+  const { port } = await spawnOnFreePort(undefined, [], (child) =>
+    redises.add(child),
+  );
   return `redis://127.0.0.1:${port}`;
 }
 

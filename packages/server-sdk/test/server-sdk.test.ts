@@ -6,9 +6,8 @@ import { createNode, type SwitchboardNode } from "@switchboard/server";
 import { decodeJwt } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { freePort } from "../../server/test/ports.js";
 import {
-  spawnRedis,
+  spawnOnFreePort,
   startRedis,
   stopChild,
   type OwnRedis,
@@ -392,8 +391,7 @@ describe("RedisPublisher", () => {
   });
 
   it("gives a TimeoutError after timeoutMs when Redis stops answering", async () => {
-    const port = await freePort();
-    const child = await spawnRedis(port, undefined, []);
+    const { port, child } = await spawnOnFreePort(undefined, []);
     const publisher = new RedisPublisher({
       url: `redis://127.0.0.1:${port}`,
       timeoutMs: 300,

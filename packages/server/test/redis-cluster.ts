@@ -5,7 +5,13 @@ import { join } from "node:path";
 
 import { waitUntil } from "./helpers.js";
 import { freePort } from "./ports.js";
-import { TestRedis, spawnRedis, stopChild } from "./redis-server.js";
+import {
+  PORT_TRIES,
+  PortTakenError,
+  TestRedis,
+  spawnRedis,
+  stopChild,
+} from "./redis-server.js";
 
 /** A master of a test's cluster, as CLUSTER SHARDS tells it. */
 export interface ClusterMaster {
@@ -46,8 +52,21 @@ export async function startCluster(
   masters: number,
   replicas: 0 | 1,
 ): Promise<OwnCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryCluster(masters * (1 + replicas), replicas);
+    } catch (error) {
+      // A free port taken before a server bound it: all again, on others.
+      if (!(error instanceof PortTakenError) || attempt >= PORT_TRIES) {
+        throw error;
+      }
+    }
+  }
+}
+
+/** One try of `startCluster`; a failed try stops what it started. */
+async function tryCluster(count: number, replicas: 0 | 1): Promise<OwnCluster> {
   const dir = mkdtempSync(join(tmpdir(), "sb-cluster-"));
-  const count = masters * (1 + replicas);
   const ports: number[] = [];
   const buses: number[] = [];
   for (let i = 0; i < count; i++) {

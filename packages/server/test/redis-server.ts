@@ -44,7 +44,11 @@ export async function spawnRedis(
     let output = "";
     child.once("error", reject);
     child.once("exit", (code) =>
-      reject(new Error(`redis-server exited with ${code}: ${output}`)),
+      reject(
+        output.includes("Address already in use")
+          ? new PortTakenError(output)
+          : new Error(`redis-server exited with ${code}: ${output}`),
+      ),
     );
     child.stdout!.on("data", (chunk: Buffer) => {
       output += chunk.toString();
@@ -67,6 +71,38 @@ export function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /**
+ * A port found free was taken before redis-server could bind it: test
+ * clients' own connections draw from the same range of ports.
+ */
+export class PortTakenError extends Error {
+  override readonly name = "PortTakenError";
+}
+
+/** Tries of a start whose free port was taken meanwhile. */
+export const PORT_TRIES = 5;
+
+/**
+ * Spawns a redis-server on a free port, trying again on another when the
+ * port is taken before the server binds it.
+ */
+export async function spawnOnFreePort(
+  dir: string | undefined,
+  extra: readonly string[],
+  spawned?: (child: ChildProcess) => void,
+): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { port, child: await spawnRedis(port, dir, extra, spawned) };
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || attempt >= PORT_TRIES) {
+        throw error;
+      }
+    }
+  }
+}
+
+/**
  * Starts `redis-server` from PATH on a free port; nothing is kept on disk
  * unless `dir` is given (then a SAVE survives a restart). `extra` settings
  * come last, so they win.
@@ -75,8 +111,9 @@ export async function startRedis(
   dir?: string,
   extra: readonly string[] = [],
 ): Promise<OwnRedis> {
-  const port = await freePort();
-  let child = await spawnRedis(port, dir, extra);
+  const started = await spawnOnFreePort(dir, extra);
+  const { port } = started;
+  let child = started.child;
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
