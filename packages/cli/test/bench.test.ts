@@ -35,7 +35,7 @@ describe("switchboard bench", () => {
     ["--size", "25000"],
     ["--out", A_FILE],
   ]) {
-    it(`exits 2 with one line, before measuring, for ${args.join(" ")}`, async () => {
+    it(`exits 2 at once for ${args.join(" ")}`, async () => {
       const { code, stderr } = await run(["bench", ...args]);
       expect(code).toBe(2);
       expect(stderr.trimEnd().split("\n")).toHaveLength(1);

@@ -86,7 +86,7 @@ describe("redisCredentials", () => {
 });
 
 describe("retryUnrun", () => {
-  it("sends again what the cluster did not run, then gives its reply", async () => {
+  it("sends again what the cluster did not run, then replies", async () => {
     const replies = [new Error("TRYAGAIN"), new Error("CLUSTERDOWN x"), "OK"];
     let calls = 0;
     const reply = await retryUnrun(async () => {
