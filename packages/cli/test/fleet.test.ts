@@ -37,7 +37,11 @@ import {
   startCluster,
   type OwnCluster,
 } from "../../server/test/redis-cluster.js";
-import { startRedis, type OwnRedis } from "../../server/test/redis-server.js";
+import {
+  startRedis,
+  startTogether,
+  type OwnRedis,
+} from "../../server/test/redis-server.js";
 import {
   NGINX,
   NGINX_REQUIRED,
@@ -88,10 +92,14 @@ beforeAll(async () => {
     if (NGINX_REQUIRED) throw new Error(`CI=true: ${NO_NGINX}`);
     return;
   }
-  [redises, cluster] = await Promise.all([
-    Promise.all([startRedis(), startRedis(), startRedis()]),
+  const [own, one, two, three] = await startTogether([
     startCluster(3, 0),
+    startRedis(),
+    startRedis(),
+    startRedis(),
   ]);
+  cluster = own;
+  redises = [one, two, three];
 }, 60_000);
 
 beforeEach((context) => {

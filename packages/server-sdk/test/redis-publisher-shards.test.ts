@@ -27,6 +27,7 @@ import {
 import {
   TestRedis,
   startRedis,
+  startTogether,
   type OwnRedis,
 } from "../../server/test/redis-server.js";
 import { InvalidArgumentError } from "../src/index.js";
@@ -135,7 +136,7 @@ describe("RedisPublisher on two named shards", () => {
   const url = () => `a=${a.url},b=${b.url}`;
 
   beforeAll(async () => {
-    [a, b] = await Promise.all([startRedis(), startRedis()]);
+    [a, b] = await startTogether([startRedis(), startRedis()]);
   });
 
   afterAll(async () => {

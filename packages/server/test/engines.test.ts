@@ -25,7 +25,12 @@ import {
 } from "./helpers.js";
 import { killNodes, spawnNode } from "./node-process.js";
 import { startCluster, type OwnCluster } from "./redis-cluster.js";
-import { TestRedis, startRedis, type OwnRedis } from "./redis-server.js";
+import {
+  TestRedis,
+  startRedis,
+  startTogether,
+  type OwnRedis,
+} from "./redis-server.js";
 import { startProxy } from "./tcp-proxy.js";
 
 interface Fleet {
@@ -76,7 +81,7 @@ let shardB: OwnRedis;
 let cluster: OwnCluster;
 
 beforeAll(async () => {
-  [redis, shardA, shardB, cluster] = await Promise.all([
+  [redis, shardA, shardB, cluster] = await startTogether([
     startRedis(),
     startRedis(),
     startRedis(),

@@ -102,6 +102,34 @@ export async function spawnOnFreePort(
   }
 }
 
+/** Something a test starts and must stop. */
+interface Stoppable {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts several servers at once. When one start fails, the ones that
+ * succeeded are stopped before the failure is thrown: a test file whose
+ * setup failed leaves no server running.
+ */
+export async function startTogether<T extends Promise<Stoppable>[]>(
+  starts: [...T],
+): Promise<{ [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find(
+    (s): s is PromiseRejectedResult => s.status === "rejected",
+  );
+  if (failed) {
+    await Promise.allSettled(
+      settled.map((s) => (s.status === "fulfilled" ? s.value.stop() : null)),
+    );
+    throw failed.reason;
+  }
+  return settled.map((s) => (s as PromiseFulfilledResult<Stoppable>).value) as {
+    [K in keyof T]: Awaited<T[K]>;
+  };
+}
+
 /**
  * Starts `redis-server` from PATH on a free port; nothing is kept on disk
  * unless `dir` is given (then a SAVE survives a restart). `extra` settings
