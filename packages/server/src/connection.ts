@@ -734,9 +734,12 @@ export class Connection implements Subscriber, OutboxOwner {
     this.expireAt(Date.now());
   }
 
-  /** Closes with 4419 when the token's deadline is past at `now`. */
+  /**
+   * Closes with 4419 when the token's deadline is past at `now`; true
+   * when it did.
+   */
   expireAt(now: number): boolean {
-    if (now < this.deadline) return false;
+    if (now < this.deadline || this.phase === "closing") return false;
     this.close(CloseCode.TokenExpired, "token expired");
     return true;
   }
