@@ -7,7 +7,7 @@
 import { createServer } from "node:http";
 
 import { createAdapter as pubSubAdapter } from "@socket.io/redis-adapter";
-import { createAdapter as streamsAdapter } from "@socket.io/redis-streams-adapter";
+import * as streams from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { Server, type ServerOptions } from "socket.io";
 
@@ -30,7 +30,7 @@ if (config.redisUrl) {
   const client = createClient({ url: config.redisUrl });
   await client.connect();
   if (config.recovery) {
-    options.adapter = streamsAdapter(client);
+    options.adapter = streams.createAdapter(client);
     options.connectionStateRecovery = {
       maxDisconnectionDuration: RECOVERY_WINDOW_MS,
     };

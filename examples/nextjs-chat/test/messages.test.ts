@@ -52,7 +52,7 @@ async function room(user: string) {
 }
 
 describe("chat lines", () => {
-  it("shows a user's message as theirs, even when it claims to be a notice", async () => {
+  it("shows a user's message as theirs, even posing as a notice", async () => {
     const { client, api, next } = await room("mallory");
 
     await client.publish("chat:test", {

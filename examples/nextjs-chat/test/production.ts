@@ -98,7 +98,7 @@ export function productionTests(): void {
       }
     });
 
-    it("delivers 5 messages sent while a context was offline 10 s, in order, once", async () => {
+    it("delivers 5 messages sent while offline, in order, once", async () => {
       const alice = await signedIn(browser, app, "alice");
       const bob = await signedIn(browser, app, "bob");
       try {
@@ -248,7 +248,7 @@ export function productionTests(): void {
       }
     });
 
-    it("shows what an edge route handler publishes through the server SDK", async () => {
+    it("shows what an edge route publishes with the server SDK", async () => {
       const alice = await signedIn(browser, app, "alice");
       try {
         const a = await alice.newPage();
@@ -269,7 +269,7 @@ export function productionTests(): void {
       }
     });
 
-    it("refreshes an expiring token without dropping subscriptions", async () => {
+    it("refreshes an expiring token, keeping subscriptions", async () => {
       const alice = await signedIn(browser, app, "alice");
       try {
         const a = await alice.newPage();
@@ -331,7 +331,7 @@ export function productionTests(): void {
       }
     });
 
-    it("answers 404 to every upgrade that is not /ws and keeps no socket", async () => {
+    it("answers 404 to upgrades off /ws and keeps no socket", async () => {
       // Next.js attaches its upgrade handling on its first request.
       expect((await fetch(`${app.base}/`)).status).toBe(200);
       const before = openFiles(app.pid);
@@ -367,7 +367,7 @@ export function productionTests(): void {
       }
     });
 
-    it("shows a line over 500 characters cut, and /announce refuses one", async () => {
+    it("cuts a line over 500 characters; /announce refuses one", async () => {
       const before = await app.connections();
       const alice = await signedIn(browser, app, "alice");
       const response = await fetch(`${app.base}/token`, {
@@ -404,7 +404,7 @@ export function productionTests(): void {
       );
     });
 
-    it("C20: server rendering never constructs a WebSocket; one after hydration", async () => {
+    it("C20: no WebSocket in server rendering; one on hydration", async () => {
       const before = await app.connections();
       const responses = await Promise.all(
         Array.from({ length: 100 }, async () => {

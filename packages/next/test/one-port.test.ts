@@ -57,7 +57,7 @@ async function serve(
 }
 
 describe("attachSwitchboard", () => {
-  it("gives /ws to the node, /_next/ to Next.js and 404 to the rest", async () => {
+  it("gives /ws to the node, /_next/ to Next.js, 404 to the rest", async () => {
     const { port, nextUpgrades, server } = await serve();
 
     const client = new SwitchboardClient({ url: `ws://127.0.0.1:${port}/ws` });
@@ -91,7 +91,7 @@ describe("attachSwitchboard", () => {
     expect(nextUpgrades).toEqual(["/_next/hmr"]);
   });
 
-  it("answers 404 to a socket Next.js's handler settled without taking", async () => {
+  it("answers 404 to a socket Next.js settled without taking", async () => {
     const { port, nextUpgrades, server } = await serve({ ignore: true });
     const statuses = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>

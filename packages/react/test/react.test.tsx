@@ -100,7 +100,7 @@ describe("server rendering", () => {
 });
 
 describe("ClientHub", () => {
-  it("shares one wire subscription and survives a StrictMode probe", async () => {
+  it("shares one wire subscription, survives a StrictMode probe", async () => {
     const hub = new ClientHub();
     hub.url = await startNode();
     const subscribe = vi.spyOn(SwitchboardClient.prototype, "subscribe");
@@ -205,7 +205,7 @@ describe("ClientHub", () => {
     hub.closeClient();
   });
 
-  it("reports a stopped client's new channels as unsubscribed, and starts again on a new token", async () => {
+  it("reports a stopped client's channels; a token restarts it", async () => {
     const hub = new ClientHub();
     hub.url = await startNode(SECRET);
     hub.setToken(() => {

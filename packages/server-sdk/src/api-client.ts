@@ -219,8 +219,9 @@ export class SwitchboardApi {
       text = await response.text();
     } catch (error) {
       if (signal.aborted) {
+        const route = path.split("?", 1)[0];
         throw new TimeoutError(
-          `${method} ${path.split("?", 1)[0]}: no answer in ${this.timeoutMs} ms`,
+          `${method} ${route}: no answer in ${this.timeoutMs} ms`,
         );
       }
       throw new NetworkError(`${method} ${this.base}: unreachable`, {
@@ -253,7 +254,8 @@ function apiError(status: number, text: string): ApiError {
 function checkChannel(channel: unknown): void {
   if (!isValidChannel(channel)) {
     throw new InvalidArgumentError(
-      `channel must be 1-200 characters of A-Za-z0-9_-:.@=/, got ${JSON.stringify(channel)}`,
+      "channel must be 1-200 characters of A-Za-z0-9_-:.@=/, got " +
+        JSON.stringify(channel),
     );
   }
 }

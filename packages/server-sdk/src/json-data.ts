@@ -27,7 +27,7 @@ function check(value: unknown, path: string, parents: object[]): void {
       break;
     default:
       throw new InvalidArgumentError(
-        `${path} is ${value === undefined ? "undefined" : `a ${typeof value}`}, not a JSON value`,
+        `${path} is ${kind(value)}, not a JSON value`,
       );
   }
   if (parents.includes(value)) {
@@ -46,4 +46,9 @@ function check(value: unknown, path: string, parents: object[]): void {
     }
   }
   parents.pop();
+}
+
+/** How an error names a value JSON cannot hold: "undefined", "a function". */
+function kind(value: unknown): string {
+  return value === undefined ? "undefined" : `a ${typeof value}`;
 }
