@@ -251,7 +251,8 @@ function apiError(status: number, text: string): ApiError {
   );
 }
 
-function checkChannel(channel: unknown): void {
+/** Throws `InvalidArgumentError` for a channel name nodes would refuse. */
+export function checkChannel(channel: unknown): void {
   if (!isValidChannel(channel)) {
     throw new InvalidArgumentError(
       "channel must be 1-200 characters of A-Za-z0-9_-:.@=/, got " +
@@ -260,7 +261,8 @@ function checkChannel(channel: unknown): void {
   }
 }
 
-function checkKey(key: unknown): string | undefined {
+/** Throws `InvalidArgumentError` for an idempotency key nodes would refuse. */
+export function checkKey(key: unknown): string | undefined {
   if (key !== undefined && !isValidIdempotencyKey(key)) {
     throw new InvalidArgumentError("key must be 1-64 of A-Za-z0-9_-");
   }

@@ -1,12 +1,15 @@
 import {
   channelKeys,
-  isValidChannel,
-  isValidIdempotencyKey,
   namespaceOf,
   type Json,
   type PublishResult,
 } from "@switchboard/protocol";
-import { DEFAULT_TIMEOUT_MS, type BroadcastResult } from "./api-client.js";
+import {
+  DEFAULT_TIMEOUT_MS,
+  checkChannel,
+  checkKey,
+  type BroadcastResult,
+} from "./api-client.js";
 import { InvalidArgumentError, NetworkError, TimeoutError } from "./errors.js";
 import { jsonText } from "./json-data.js";
 import { openFleet, type Fleet, type RedisClient } from "./redis-fleet.js";
@@ -133,15 +136,8 @@ export class RedisPublisher {
     data: Json,
     options: { key?: string } = {},
   ): Promise<PublishResult> {
-    if (!isValidChannel(channel)) {
-      throw new InvalidArgumentError(
-        `channel must be 1-200 characters of A-Za-z0-9_-:.@=/, got ${JSON.stringify(channel)}`,
-      );
-    }
-    const { key } = options;
-    if (key !== undefined && !isValidIdempotencyKey(key)) {
-      throw new InvalidArgumentError("key must be 1-64 of A-Za-z0-9_-");
-    }
+    checkChannel(channel);
+    const key = checkKey(options.key);
     const serialized = serialize(data, this.options.maxMessageSize);
     const settings = this.settings(channel);
     const keys = channelKeys(channel);

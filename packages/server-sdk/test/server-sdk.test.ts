@@ -390,7 +390,7 @@ describe("RedisPublisher", () => {
     }
   });
 
-  it("gives a TimeoutError after timeoutMs when Redis stops answering", async () => {
+  it("gives a TimeoutError after timeoutMs when Redis is silent", async () => {
     const { port, child } = await spawnOnFreePort(undefined, []);
     const publisher = new RedisPublisher({
       url: `redis://127.0.0.1:${port}`,

@@ -204,7 +204,8 @@ function publicKey(pem: string): KeyObject {
   const { modulusLength, namedCurve } = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === "rsa" && (modulusLength ?? 0) < 2048) {
     throw new ConfigError(
-      `tokenPublicKey: an RSA key needs at least 2048 bits, got ${modulusLength}`,
+      "tokenPublicKey: an RSA key needs at least 2048 bits, got " +
+        modulusLength,
     );
   }
   if (key.asymmetricKeyType === "ec" && namedCurve !== "prime256v1") {

@@ -114,7 +114,8 @@ describe("token verification", () => {
     const { port } = await startNode({ tokenSecret: SECRET });
     // JSON text with 1e309 parses to Infinity; no JWT library writes it.
     const part = (text: string) => Buffer.from(text).toString("base64url");
-    const body = `${part('{"alg":"HS256"}')}.${part('{"sub":"a","exp":1e309}')}`;
+    const header = part('{"alg":"HS256"}');
+    const body = `${header}.${part('{"sub":"a","exp":1e309}')}`;
     const mac = createHmac("sha256", SECRET).update(body).digest("base64url");
     const forever = `${body}.${mac}`;
     expect((await tryConnect(port, forever)).close).toBe(4401);
@@ -203,7 +204,7 @@ describe("token verification", () => {
     expect((await tryConnect(port, right)).reply).toBe("ok");
   });
 
-  it("closes 4401, not 4419, for an expired token of another audience", async () => {
+  it("closes 4401, not 4419, for an expired token for others", async () => {
     const { port } = await startNode({
       tokenSecret: SECRET,
       tokenAudience: "switchboard",

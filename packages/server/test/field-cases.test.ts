@@ -524,7 +524,7 @@ describe("C22: token expiry while connected", () => {
     expect(delivered).toEqual(accepted);
   });
 
-  it("closes a connection that sends nothing within a tick of the deadline", async () => {
+  it("closes a silent connection within a tick of the deadline", async () => {
     const exp = soon();
     const deadline = exp * 1000 + GRACE;
     const client = await TestClient.connect(started.port, {

@@ -14,7 +14,7 @@ import {
 afterEach(stopAll);
 
 describe("outbound frames", () => {
-  it("frames payloads of every length class as a client reads them", async () => {
+  it("frames payloads of every length class as clients read them", async () => {
     const { node, port } = await startNode();
     const { client } = await subscribedClient(port, "len:1");
 

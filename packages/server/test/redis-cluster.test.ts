@@ -157,7 +157,7 @@ describe("the redis engine on a Redis Cluster", () => {
     );
   });
 
-  it("keeps every channel flowing while a live channel's slot moves", async () => {
+  it("keeps every channel flowing while a live slot moves", async () => {
     const channels = names("move", 4);
     const [moved, ...others] = channels as [string, ...string[]];
     const clients = await Promise.all(
